@@ -1,0 +1,1 @@
+"""`spd` subcommands implemented in sim/ (one module each: add_arguments + run)."""
