@@ -107,6 +107,8 @@ class Acceptance:
 
     def alpha_at(self, position: int) -> float:
         """Conditional acceptance of the draft at chain position ``position`` (1-based)."""
+        if position < 1:
+            raise ValueError(f"chain positions are 1-based, got {position}")
         if self.per_position:
             return self.per_position[min(position, len(self.per_position)) - 1]
         return self.alpha
@@ -114,21 +116,16 @@ class Acceptance:
 
 def alpha_from_spd_accept_length(l_acc: float, n: int) -> float:
     """Invert L_acc = n / (1 + (n-1)(1-alpha)) (steady state, SPEC.md 1.1)."""
-    return 1.0 - (n / l_acc - 1.0) / (n - 1)
+    from .closed_form import spd_alpha_from_accept_length  # the one copy of the formula
+
+    return float(spd_alpha_from_accept_length(l_acc, n))
 
 
 def alpha_from_eagle_accept_length(tau: float, steps: int) -> float:
     """Invert tau = (1 - alpha^(m+1)) / (1 - alpha) (mean tokens per round incl. the bonus token)."""
-    if tau <= 1.0:
-        return 0.0
-    if tau >= steps + 1:
-        return 1.0
-    lo, hi = 0.0, 1.0
-    for _ in range(100):  # bisection: tau(alpha) is increasing in alpha
-        mid = 0.5 * (lo + hi)
-        t = sum(mid**k for k in range(steps + 1))
-        lo, hi = (mid, hi) if t < tau else (lo, mid)
-    return 0.5 * (lo + hi)
+    from .closed_form import alpha_from_chain_tokens
+
+    return float(alpha_from_chain_tokens(tau, steps))
 
 
 def parse_acceptance(obj: Any, src: str | None, fld: str, base_dir: Path | None = None) -> Acceptance:
@@ -378,7 +375,10 @@ def _parse_method(m: Any, i: int, src: str | None, base_dir: Path | None) -> Met
         raise InputError(f"{where(src, fld)}: expected an object with a 'method' key")
     if "method" not in m or not isinstance(m["method"], str):
         raise InputError(f"{where(src, fld)}.method: required (one of the registered methods, see `spd predict --list-methods`)")
-    _known_keys(m, _METHOD_KEYS, src, fld)
+    from .methods import get_method  # method modules may accept extra keys of their own (e.g. spd "tokens")
+
+    extra_keys = get_method(m["method"], src, fld).extra_keys
+    _known_keys(m, _METHOD_KEYS | extra_keys, src, fld)
     oi = lambda k, lo: None if m.get(k) is None else _int(m[k], src, f"{fld}.{k}", minimum=lo)  # noqa: E731
     split = None
     if m.get("split") is not None:
@@ -406,7 +406,7 @@ def _parse_method(m: Any, i: int, src: str | None, base_dir: Path | None) -> Met
         stages=oi("stages", None), draft_layers=oi("draft_layers", 0), steps=oi("steps", 1), gamma=oi("gamma", 1),
         cost_ratio=cost_ratio, split=split, width=oi("width", 1) or 1,
         acceptance=parse_acceptance(m["acceptance"], src, f"{fld}.acceptance", base_dir) if m.get("acceptance") is not None else None,
-        stage_forward_ms=sfm, placement=placement,
+        stage_forward_ms=sfm, placement=placement, extra={k: m[k] for k in extra_keys if k in m},
     )
 
 

@@ -1,0 +1,99 @@
+"""Model and hardware presets: starting values for the What-if sliders (the user can move every one).
+
+No results live here, only inputs, each with where it comes from (../shared/SPEC.md and
+../shared/data/published_spd.json). A hardware preset turns a model's per-layer weight size into a
+per-layer time: ``layer_ms = max(launch_floor_ms, layer_bytes / effective bandwidth)``. Batch-1
+decoding reads every weight once per token, so a layer is memory-bound unless the software stack
+is launch-bound (HF eager: ~0.9 ms per layer whatever its size, SPEC.md 1.3).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    name: str
+    layers: int
+    hidden_size: int
+    layer_params_m: float  # parameters of one decoder layer, millions (q,k,v,o + gated MLP; GQA)
+    # Default per-draft conditional acceptance; None = no published number (the generic 0.8 is used).
+    alpha_spd: float | None = None
+    alpha_eagle3: float | None = None
+    alpha_ppsd: float | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class HardwarePreset:
+    name: str
+    launch_floor_ms: float  # a layer never runs faster than this (kernel launches, Python)
+    effective_tb_s: float  # achieved weight-read bandwidth, TB/s
+    hop_ms: float  # one hidden-state transfer between ranks
+    stage_overhead_ms: float  # fixed cost added to each stage forward (start after control message)
+    verify_ms: float  # final norm + LM head + accept/reject decision
+    cycle_overhead_ms: float  # serial controller work per cycle: control message, bookkeeping, sync
+    draft_layer_factor: float  # one draft-tower layer relative to one target layer (same width; extra FC rows)
+    note: str = ""
+
+    def layer_ms(self, model: ModelPreset) -> float:
+        layer_bytes = model.layer_params_m * 1e6 * 2  # bf16
+        return max(self.launch_floor_ms, layer_bytes / (self.effective_tb_s * 1e12) * 1e3)
+
+
+# Layer sizes from the published architectures (d, FFN, heads): e.g. Qwen3-4B d=2560, 32 q / 8 kv heads
+# of 128, FFN 9728 -> ~101 M parameters (~200 MB bf16, SPEC.md 3).
+# Published acceptance (Qwen3.5, T=0, default training mix) converted to per-draft alpha with the
+# closed-form inverses: SPD n=8/L_s=3 L_acc 3.39 -> 0.81; EAGLE-3 m=7 speedup 2.72 -> tau 3.32 -> 0.72;
+# PPSD n=8 speedup 1.68 -> L_acc 2.10 -> 0.60 (4B; 9B: 3.61, 3.17, 1.96). tests/test_app_presets.py
+# checks these against sim.closed_form and the published file.
+MODELS: dict[str, ModelPreset] = {p.name: p for p in (
+    ModelPreset("Qwen3.5-4B (published target)", 32, 2560, 101.0, 0.81, 0.72, 0.60,
+                "the SPD paper's main target; acceptance from its T=0 table"),
+    ModelPreset("Qwen3.5-9B (published target)", 32, 4096, 193.0, 0.83, 0.77, 0.68,
+                "the SPD paper's larger target; acceptance from its T=0 table"),
+    ModelPreset("SmolLM2-135M (embedded default model)", 30, 576, 3.5, note="the offline model the executor runs"),
+    ModelPreset("Qwen3-0.6B", 28, 1024, 15.7),
+    ModelPreset("Llama-3.2-1B", 16, 2048, 60.8),
+    ModelPreset("Qwen3-4B", 36, 2560, 101.0),
+    ModelPreset("Llama-3.1-8B", 32, 4096, 218.0),
+)}
+
+HARDWARE: dict[str, HardwarePreset] = {p.name: p for p in (
+    # The authors' implementation: 35.26 tok/s AR on Qwen3.5-4B = 28.4 ms / 32 layers = 0.886 ms per layer;
+    # per-cycle costs from the n=8 breakdown: ctrl prepare+broadcast+post-recv+bookkeeping+sync ~0.9 ms,
+    # verify 0.43 ms, hidden-state send ~0.15 ms, worker start after control ~0.2 ms; PDM 3.5 ms / 3 layers.
+    HardwarePreset("H100, HF eager (published implementation)", 0.886, 2.3, 0.15, 0.20, 0.43, 0.90, 1.2,
+                   "launch-bound: ~0.9 ms per layer whatever the model size"),
+    # CUDA graphs: one d=2560 layer replays in 86 us (~2.3 TB/s); NCCL send of a hidden state between two
+    # NVLink H100s ~35-39 us one way (SPEC.md 3). Controller costs assumed small once graphed.
+    HardwarePreset("H100, CUDA graphs + NVLink", 0.02, 2.3, 0.037, 0.01, 0.10, 0.15, 1.0,
+                   "memory-bound: layer time = layer weights / 2.3 TB/s"),
+    # Same stack with stages spread over nodes: a hop over InfiniBand is ~10x an NVLink hop (assumed).
+    HardwarePreset("H100, CUDA graphs, across nodes", 0.02, 2.3, 0.35, 0.01, 0.10, 0.15, 1.0,
+                   "every hop crosses the network (assumed 0.35 ms)"),
+)}
+
+DEFAULT_MODEL = "Qwen3.5-4B (published target)"
+DEFAULT_HARDWARE = "H100, HF eager (published implementation)"
+GENERIC_ALPHA = 0.8
+GENERIC_EAGLE3_ALPHA = 0.7
+GENERIC_PPSD_ALPHA = 0.6
+
+
+def knob_defaults(model_name: str, hardware_name: str) -> dict[str, float | int]:
+    """Slider values a (model, hardware) pair starts from; keys are the What-if knob names."""
+    m, h = MODELS[model_name], HARDWARE[hardware_name]
+    layer_ms = h.layer_ms(m)
+    return {
+        "layers": m.layers,
+        "layer_ms": round(layer_ms, 3),
+        "draft_layer_ms": round(layer_ms * h.draft_layer_factor, 3),
+        "hop_ms": h.hop_ms,
+        "stage_overhead_ms": h.stage_overhead_ms,
+        "verify_ms": h.verify_ms,
+        "cycle_overhead_ms": h.cycle_overhead_ms,
+        "alpha_spd": m.alpha_spd if m.alpha_spd is not None else GENERIC_ALPHA,
+        "alpha_eagle3": m.alpha_eagle3 if m.alpha_eagle3 is not None else GENERIC_EAGLE3_ALPHA,
+        "alpha_ppsd": m.alpha_ppsd if m.alpha_ppsd is not None else GENERIC_PPSD_ALPHA,
+    }

@@ -1,0 +1,99 @@
+"""Streamlit plumbing shared by the pages: the scenario knobs in the sidebar (kept across pages),
+presets, cached calls into the package, and in-page error messages.
+
+Only widget layout and caching live here; numbers come from `app.whatif_model` -> `sim`.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pandas as pd
+import streamlit as st
+
+from sim.errors import InputError
+
+from . import presets, whatif_model
+
+# (key, label, min, max, step, format) for the float timing sliders; all per token at batch 1.
+TIMING_SLIDERS = (
+    ("layer_ms", "Target layer time (ms per layer)", 0.001, 3.0, 0.001, "%.3f ms"),
+    ("draft_layer_ms", "Draft layer time (ms per draft layer)", 0.001, 3.0, 0.001, "%.3f ms"),
+    ("hop_ms", "Hop latency (ms per hidden-state send)", 0.0, 2.0, 0.001, "%.3f ms"),
+    ("stage_overhead_ms", "Per-stage overhead (ms per stage forward)", 0.0, 1.0, 0.01, "%.2f ms"),
+    ("verify_ms", "Verify: norm + LM head + decision (ms per cycle)", 0.0, 2.0, 0.01, "%.2f ms"),
+    ("cycle_overhead_ms", "Controller overhead: control, bookkeeping, sync (ms per cycle)", 0.0, 5.0, 0.01, "%.2f ms"),
+)
+KNOB_KEYS = tuple(f.name for f in whatif_model.Knobs.__dataclass_fields__.values()) + ("model", "hardware")
+
+
+def init_state() -> None:
+    """Defaults on first load, and keep the knobs alive across pages.
+
+    Streamlit drops a widget's state when a run does not draw it (e.g. on the Published page); writing
+    each value back to itself marks it as user state, so it survives the page switch.
+    """
+    ss = st.session_state
+    if "model" not in ss:
+        ss["model"] = presets.DEFAULT_MODEL
+        ss["hardware"] = presets.DEFAULT_HARDWARE
+        for k, v in whatif_model.Knobs().as_dict().items():
+            ss[k] = v
+        ss.update(presets.knob_defaults(ss["model"], ss["hardware"]))
+    for k in KNOB_KEYS:
+        if k in ss:
+            ss[k] = ss[k]
+
+
+def _apply_presets() -> None:
+    st.session_state.update(presets.knob_defaults(st.session_state["model"], st.session_state["hardware"]))
+
+
+def sidebar_knobs() -> None:
+    """The scenario controls (sidebar, shared by What-if and Timeline)."""
+    sb = st.sidebar
+    sb.header("Scenario")
+    sb.selectbox("Model preset", list(presets.MODELS), key="model", on_change=_apply_presets,
+                 help="Sets the layer count, layer times and (for the published targets) the acceptance.")
+    sb.selectbox("Hardware preset", list(presets.HARDWARE), key="hardware", on_change=_apply_presets,
+                 help=presets.HARDWARE[st.session_state["hardware"]].note)
+    sb.number_input("Target layers", min_value=1, max_value=256, step=1, key="layers")
+    sb.slider("Pipeline stages n", 2, 32, key="stages", help="SPD needs n >= 2 and at most one stage per layer.")
+    sb.slider("Draft layers L_s (PDM tower)", 1, 8, key="draft_layers")
+    sb.slider("SPD acceptance alpha (per draft)", 0.0, 1.0, step=0.01, key="alpha_spd",
+              help="Per-draft conditional acceptance of SPD's one-token draft.")
+    with sb.expander("Baselines: EAGLE-3, PPSD, vanilla SD"):
+        st.slider("EAGLE-3 acceptance alpha (per position)", 0.0, 1.0, step=0.01, key="alpha_eagle3")
+        st.slider("EAGLE-3 draft steps m", 1, 16, key="eagle3_steps")
+        st.slider("PPSD acceptance alpha", 0.0, 1.0, step=0.01, key="alpha_ppsd")
+        st.slider("PPSD draft layers", 1, 8, key="ppsd_draft_layers")
+        st.slider("Vanilla SD acceptance alpha", 0.0, 1.0, step=0.01, key="alpha_sd")
+        st.slider("Vanilla SD drafts per round gamma", 1, 16, key="sd_gamma")
+        st.slider("Vanilla SD draft/target cost ratio c", 0.0, 1.0, step=0.01, key="sd_cost_ratio")
+    with sb.expander("Timings (ms)", expanded=True):
+        for key, label, lo, hi, step, fmt in TIMING_SLIDERS:
+            st.slider(label, lo, hi, step=step, format=fmt, key=key)
+
+
+def current_knobs() -> whatif_model.Knobs:
+    return whatif_model.Knobs.from_mapping(dict(st.session_state))
+
+
+@contextmanager
+def input_errors():
+    """Show bad input as one st.error line and stop the page (never a traceback)."""
+    try:
+        yield
+    except InputError as exc:
+        st.error(f"{exc}", icon=":material/error:")
+        st.stop()
+
+
+# --- cached calls (keyed by plain dicts so Streamlit can hash them) --------------------------------
+@st.cache_data(show_spinner=False, max_entries=256)
+def curves(knobs: dict) -> pd.DataFrame:
+    return whatif_model.curves(whatif_model.Knobs(**knobs))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def point_table(knobs: dict) -> pd.DataFrame:
+    return whatif_model.point_table(whatif_model.Knobs(**knobs))

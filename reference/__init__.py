@@ -1,0 +1,1 @@
+"""The real executor: model (reference.model), loaders, tokenizer, prompts, and the SPD runtime built on them."""

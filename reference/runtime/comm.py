@@ -1,0 +1,168 @@
+"""Point-to-point transport between ranks, the control-message codec, and bounded receives.
+
+Two planes, one process group (``cpu:gloo,cuda:nccl`` on GPU, ``gloo`` on CPU):
+
+- the **control plane** (control messages, clock pings, trace gathering) is CPU int64 tensors over gloo: the
+  stages need these values on the host anyway (positions, crop lengths, which stages are active);
+- the **data plane** (hidden states) goes straight over NCCL between ranks on *different* GPUs. Ranks that
+  share one GPU cannot talk NCCL to each other (NCCL refuses two ranks of one communicator on the same
+  device), so their hidden states are staged through host memory: device->host copy, gloo, host->device.
+  That costs two copies and a TCP round on the same host; the traces record it as an ordinary hop.
+
+Every receive waits at most ``timeout_s``: a dead or hung peer turns into ``PeerError`` on every rank that
+waits for it, never into a silent hang.
+"""
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from enum import IntEnum
+
+import torch
+import torch.distributed as dist
+
+from ..spd_controller import ControlMessage
+
+
+class PeerError(RuntimeError):
+    """A peer rank died, hung past the receive timeout, or broke the protocol."""
+
+
+class Op(IntEnum):
+    """What a wire message asks of the stages. SPD cycles carry the controller's ``ControlMessage``."""
+
+    PREFILL = 1  # the prompt (length in ``msg.position``) goes through every stage; its ids follow to stage 1
+    CYCLE = 2  # one SPD cycle: ``msg`` is the controller's GO / DISCARD message
+    AR_STEP = 3  # AR through the pipeline: ``msg.token`` at ``msg.position`` through every stage in turn
+    END = 4  # generation over: drop hidden states in transit, reset caches
+    SHUTDOWN = 5
+
+
+@dataclass(frozen=True)
+class Wire:
+    """One control message on the wire: ``[op, prompt, *ControlMessage.encode(n)]`` (static length 7 + n)."""
+
+    op: Op
+    prompt: int
+    msg: ControlMessage
+
+    @staticmethod
+    def size(n: int) -> int:
+        return 2 + 5 + n
+
+    def encode(self, n: int) -> torch.Tensor:
+        return torch.tensor([int(self.op), self.prompt] + self.msg.encode(n), dtype=torch.int64)
+
+    @classmethod
+    def decode(cls, t: torch.Tensor) -> "Wire":
+        v = [int(x) for x in t.tolist()]
+        try:
+            return cls(Op(v[0]), v[1], ControlMessage.decode(v[2:]))
+        except ValueError:
+            raise PeerError(f"protocol: malformed control message {v}") from None
+
+
+class Comm:
+    """This rank's view of the group: ``devices[r]`` is rank r's torch device string."""
+
+    def __init__(self, rank: int, world_size: int, devices: list[str], timeout_s: float) -> None:
+        self.rank, self.world_size, self.devices, self.timeout_s = rank, world_size, devices, timeout_s
+        self.device = torch.device(devices[rank])
+        self._timeout = datetime.timedelta(seconds=timeout_s)
+        self._staging: dict[tuple, torch.Tensor] = {}
+
+    @staticmethod
+    def init(rank: int, world_size: int, devices: list[str], timeout_s: float) -> "Comm":
+        """Join the group (MASTER_ADDR/MASTER_PORT from the environment); bounded by ``timeout_s``."""
+        backend = "cpu:gloo,cuda:nccl" if any(d.startswith("cuda") for d in devices) else "gloo"
+        if devices[rank].startswith("cuda"):
+            torch.cuda.set_device(torch.device(devices[rank]))
+        # No device_id: NCCL communicators are created lazily, one per pair that actually sends CUDA tensors,
+        # so ranks sharing a GPU never end up in one NCCL communicator.
+        dist.init_process_group(backend, rank=rank, world_size=world_size,
+                                timeout=datetime.timedelta(seconds=timeout_s))
+        return Comm(rank, world_size, devices, timeout_s)
+
+    def set_timeout(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._timeout = datetime.timedelta(seconds=timeout_s)
+
+    def close(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+    # -- data plane ---------------------------------------------------------------------------------
+    def direct(self, peer: int) -> bool:
+        """True when hidden states to/from ``peer`` go over NCCL (both on CUDA, different devices)."""
+        a, b = self.devices[self.rank], self.devices[peer]
+        return a.startswith("cuda") and b.startswith("cuda") and torch.device(a) != torch.device(b)
+
+    def _host(self, t: torch.Tensor, key: tuple) -> torch.Tensor:
+        buf = self._staging.get(key)
+        if buf is None or buf.shape != t.shape or buf.dtype != t.dtype:
+            buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=t.is_cuda)
+            self._staging[key] = buf
+        return buf
+
+    def send(self, t: torch.Tensor, dst: int) -> None:
+        """Blocking send of a hidden-state tensor (returns once handed to the transport)."""
+        try:
+            if self.direct(dst) or not t.is_cuda:
+                dist.send(t.contiguous(), dst)
+            else:
+                host = self._host(t, ("send", dst, tuple(t.shape)))
+                host.copy_(t)  # synchronous device->host: the tensor is complete before gloo reads it
+                dist.send(host, dst)
+        except RuntimeError as exc:
+            raise PeerError(f"send to rank {dst} failed: {_short(exc)}") from None
+
+    def recv(self, out: torch.Tensor, src: int) -> torch.Tensor:
+        """Receive into ``out`` (its shape/dtype/device define the message), waiting at most ``timeout_s``."""
+        if self.direct(src) or not out.is_cuda:
+            self._wait(dist.irecv(out, src), f"hidden state from rank {src}")
+        else:
+            host = self._host(out, ("recv", src, tuple(out.shape)))
+            self._wait(dist.irecv(host, src), f"hidden state from rank {src}")
+            out.copy_(host, non_blocking=False)
+        return out
+
+    def _wait(self, work, what: str) -> None:
+        try:
+            work.wait(timeout=self._timeout)
+        except RuntimeError as exc:
+            raise PeerError(f"no {what} within {self.timeout_s:g} s or peer gone: {_short(exc)}") from None
+
+    # -- control plane (always CPU/gloo) ---------------------------------------------------------------
+    def send_ints(self, values: torch.Tensor, dst: int) -> None:
+        try:
+            dist.send(values, dst)
+        except RuntimeError as exc:
+            raise PeerError(f"send to rank {dst} failed: {_short(exc)}") from None
+
+    def recv_ints(self, n: int, src: int, what: str = "control message") -> torch.Tensor:
+        out = torch.empty(n, dtype=torch.int64)
+        self._wait(dist.irecv(out, src), f"{what} from rank {src}")
+        return out
+
+    def broadcast(self, wire: Wire, n: int) -> None:
+        """Rank 0 -> every stage (ranks 1..n): posted together, then waited (gloo sends are eager)."""
+        t = wire.encode(n)
+        works = []
+        try:
+            for d in range(1, n + 1):
+                works.append(dist.isend(t, d))
+        except RuntimeError as exc:
+            raise PeerError(f"control send failed: {_short(exc)}") from None
+        for w in works:
+            self._wait(w, "control send completion")
+
+    def recv_wire(self, n: int) -> Wire:
+        return Wire.decode(self.recv_ints(Wire.size(n), 0))
+
+
+def _short(exc: BaseException) -> str:
+    """First line of a backend error, without the C++ source location prefix."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if msg.startswith("[") and "] " in msg:
+        msg = msg.split("] ", 1)[1]
+    return msg[:300]

@@ -1,0 +1,171 @@
+"""The loop of rank 0 (controller): embedding, draft module, final norm + LM head, verification.
+
+SPD uses engineer B's transport-agnostic ``SPDController``; this module only moves its messages and the
+stages' hidden states over torch.distributed and stamps trace records. AR through the pipeline is a plain
+loop here (one token traverses every stage, then the next token starts).
+
+Per SPD cycle on rank 0: build the control message, broadcast it, run the draft forward (it overlaps the
+stage forwards, which run in other processes), receive what the active stages collected, then verify and
+book-keep (``end_cycle``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from ..model import Transformer
+from ..spd_controller import (ControlKind, ControlMessage, CycleOutputs, PipelinePlan, PrefillOutputs,
+                              SPDController, StageOutput)
+from ..verify import SamplingConfig, Verifier
+from .comm import Comm, Op, Wire
+from .launch import Watchdog
+from .tracing import Recorder
+
+
+@dataclass
+class PromptResult:
+    """One generation as rank 0 saw it (times in this rank's clock, converted by the writer)."""
+
+    prompt: int
+    tokens: list[int]
+    cycles: int  # K (SPD), decode steps (AR methods)
+    rejects: int = 0
+    refill_rejects: int = 0  # R
+    accepts: list[bool] = field(default_factory=list)
+    stop_reason: str = ""
+    t_start_ns: int = 0  # before prefill
+    t_first_ns: int = 0  # prefill token committed
+    t_end_ns: int = 0  # last token committed
+
+
+class ControllerRank:
+    def __init__(self, comm: Comm, plan: PipelinePlan, head: Transformer, rec: Recorder, watchdog: Watchdog,
+                 sampling: SamplingConfig) -> None:
+        self.comm, self.plan, self.head, self.rec, self.wd = comm, plan, head, rec, watchdog
+        self.n = plan.n
+        self.sampling = sampling
+        self.d = head.config.hidden_size
+        self.device, self.dtype = head.device, head.dtype
+        self._bufs: dict[tuple, torch.Tensor] = {}
+
+    # -- transport ---------------------------------------------------------------------------------
+    def _broadcast(self, op: Op, prompt: int, msg: ControlMessage) -> None:
+        t0 = self.rec.now()
+        self.comm.broadcast(Wire(op, prompt, msg), self.n)
+        self.rec.add("ctrl_send", t0, self.rec.now(), op=op.name, kind=msg.kind.name)
+
+    def _recv_collect(self, s: int, tokens: int) -> torch.Tensor:
+        """What stage s sends rank 0: its collected hidden states, ``[k, 1, tokens, d]``."""
+        k = len(self.plan.stage_collect(s))
+        key = (s, tokens)
+        buf = self._bufs.get(key) if tokens == 1 else None
+        if buf is None:
+            buf = torch.empty(k, 1, tokens, self.d, dtype=self.dtype, device=self.device)
+            if tokens == 1:
+                self._bufs[key] = buf
+        link = f"{s + 1}->0"
+        t0 = self.rec.now()
+        self.comm.recv(buf, s + 1)
+        self.rec.add("recv", t0, self.rec.now(), peer=s + 1, link=link, seq=self.rec.next_seq(link),
+                     bytes=buf.numel() * buf.element_size())
+        return buf
+
+    def _prefill(self, prompt: int, ids: list[int]) -> dict[int, torch.Tensor]:
+        """Prompt through every stage; returns {hidden index: [1, P, d]} of everything the stages collect."""
+        P = len(ids)
+        self._broadcast(Op.PREFILL, prompt, ControlMessage(ControlKind.GO, 0, position=P))
+        self.comm.send_ints(torch.tensor(ids, dtype=torch.int64), 1)
+        hidden = {}
+        for s in range(self.n):
+            if self.plan.stage_collect(s):
+                rows = self._recv_collect(s, P)
+                for j, i in enumerate(self.plan.stage_collect(s)):
+                    hidden[i] = rows[j].clone()
+        return hidden
+
+    def shutdown(self) -> None:
+        self.comm.broadcast(Wire(Op.SHUTDOWN, 0, ControlMessage(ControlKind.STOP, 0)), self.n)
+
+    # -- SPD -----------------------------------------------------------------------------------------
+    def run_spd(self, ctrl: SPDController, prompt: int, ids: list[int], max_new_tokens: int,
+                eos: tuple[int, ...]) -> PromptResult:
+        rec = self.rec
+        rec.prompt, rec.cycle = prompt, 0
+        t_start = time.perf_counter_ns()
+        req = ctrl.start(ids, max_new_tokens, eos)
+        hidden = self._prefill(prompt, list(req.tokens))
+        t0 = rec.now()
+        ctrl.finish_prefill(PrefillOutputs(hidden))
+        rec.add("verify", t0, rec.now(), what="first_token")
+        t_first = time.perf_counter_ns()
+        while True:
+            c0 = time.perf_counter_ns()
+            msg = ctrl.begin_cycle()
+            rec.cycle = msg.cycle
+            if msg.kind is ControlKind.STOP:
+                self._broadcast(Op.END, prompt, msg)
+                break
+            self._broadcast(Op.CYCLE, prompt, msg)
+            t0 = rec.now()
+            ctrl.run_draft()
+            rec.add("draft", t0, rec.now())
+            outs = []
+            for s, pos in enumerate(msg.inflight):
+                if self.plan.stage_collect(s):
+                    rows = self._recv_collect(s, 1)
+                    outs.append(StageOutput(s, pos, {i: rows[j] for j, i in enumerate(self.plan.stage_collect(s))}))
+            t0 = rec.now()
+            record = ctrl.end_cycle(CycleOutputs(outs))
+            c1 = time.perf_counter_ns()
+            rec.add("verify", t0, c1, event=record.event)
+            rec.cycles.append({"prompt": prompt, "cycle": msg.cycle, "control": msg.kind.name,
+                               "in_flight": len(msg.inflight), "event": record.event,
+                               "committed": list(record.committed), "new_token": record.new_token,
+                               "t0_ns": c0, "t1_ns": c1})
+            self.wd.tick()
+        res = ctrl.result()
+        return PromptResult(prompt, list(res.tokens), res.cycles, res.rejects, res.refill_rejects,
+                            list(res.accepts), res.stop_reason, t_start, t_first, time.perf_counter_ns())
+
+    # -- AR through the pipeline ---------------------------------------------------------------------
+    def run_ar_pipeline(self, prompt: int, ids: list[int], max_new_tokens: int, eos: tuple[int, ...],
+                        record_cycles: bool = True) -> PromptResult:
+        """One token at a time through all n stages (no speculation). ``record_cycles=False`` for the
+        untraced reference pass of the replay draft."""
+        rec = self.rec
+        rec.prompt, rec.cycle = prompt, 0
+        verifier = Verifier(self.sampling)
+        L = self.plan.num_layers
+        t_start = time.perf_counter_ns()
+        hidden = self._prefill(prompt, ids)
+        tok = verifier.first_token(self.head.final_logits(hidden[L][:, -1:])[0, 0])
+        tokens = [tok]
+        t_first = time.perf_counter_ns()
+        pos, step = len(ids), 0
+        eos_set = set(eos)
+        while len(tokens) < max_new_tokens and tok not in eos_set:
+            step += 1
+            rec.cycle = step
+            c0 = time.perf_counter_ns()
+            self._broadcast(Op.AR_STEP, prompt, ControlMessage(ControlKind.GO, step, tok, pos, -1, (pos,)))
+            for s in range(self.n):  # anchors too when the plan has them (replay's reference pass)
+                if self.plan.stage_collect(s):
+                    rows = self._recv_collect(s, 1)
+            final = rows[-1]  # L is the last index the last stage collects
+            t0 = rec.now()
+            with torch.inference_mode():
+                tok = verifier.first_token(self.head.final_logits(final)[0, 0])
+            c1 = time.perf_counter_ns()
+            rec.add("verify", t0, c1, event="ar")
+            tokens.append(tok)
+            pos += 1
+            if record_cycles:
+                rec.cycles.append({"prompt": prompt, "cycle": step, "control": "AR_STEP", "in_flight": 1,
+                                   "event": "ar", "committed": [tok], "new_token": tok, "t0_ns": c0, "t1_ns": c1})
+            self.wd.tick()
+        self._broadcast(Op.END, prompt, ControlMessage(ControlKind.STOP, step + 1))
+        stop = "eos" if tok in eos_set else "max_new_tokens"
+        return PromptResult(prompt, tokens, step, stop_reason=stop, t_start_ns=t_start, t_first_ns=t_first,
+                            t_end_ns=time.perf_counter_ns())

@@ -1,0 +1,203 @@
+"""Process launching and fault containment.
+
+Local runs: ``spawn_local`` starts the n+1 ranks as ``python -m reference.runtime.worker CONFIG`` with the
+usual torch.distributed environment (MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK), each in its own
+session, with its stderr in ``RUNDIR/logs/rank{r}.log``. It watches them: the first rank to exit non-zero
+makes it terminate the others (SIGTERM, then SIGKILL after a grace period) and report the failing rank's
+one-line error. Children also die with the launcher (PR_SET_PDEATHSIG) and run a watchdog thread
+(``Watchdog``) that ends the process when the main loop stops making progress, so no rank outlives a fault
+by more than the configured timeout.
+
+Under ``torchrun`` (RANK/WORLD_SIZE already set) nothing is spawned: the process is that rank.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ERROR_MARK = "spd-rank-error:"  # a rank's last words on stderr, one line, parsed by the launcher
+INPUT_ERROR_EXIT = 2
+GRACE_S = 3.0
+
+
+@dataclass
+class LaunchResult:
+    returncode: int  # 0 ok, 2 bad input found by a rank, 1 otherwise
+    message: str  # one line: why it failed ("" when ok)
+
+
+def torchrun_env() -> tuple[int, int] | None:
+    """(rank, world_size) when launched by torchrun (or any launcher that sets them), else None."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        try:
+            return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        except ValueError:
+            return None
+    return None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn_local(config_path: Path, world_size: int, log_dir: Path, threads_per_rank: int | None = None,
+                env_extra: dict[str, str] | None = None, poll_s: float = 0.05) -> LaunchResult:
+    """Run every rank locally and wait; on any failure every rank is gone before this returns."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    procs: list[subprocess.Popen] = []
+    logs = []
+    base = dict(os.environ)
+    base.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(world_size),
+                 "NCCL_NVLS_ENABLE": "0", "SPD_LAUNCHER_PID": str(os.getpid()),
+                 "TORCH_NCCL_ASYNC_ERROR_HANDLING": "3"})
+    if threads_per_rank is not None:
+        base["OMP_NUM_THREADS"] = str(threads_per_rank)
+    base.update(env_extra or {})
+    try:
+        for r in range(world_size):
+            env = dict(base, RANK=str(r), LOCAL_RANK=str(r))
+            log = open(log_dir / f"rank{r}.log", "wb")
+            logs.append(log)
+            procs.append(subprocess.Popen([sys.executable, "-m", "reference.runtime.worker", str(config_path)],
+                                          env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        return _watch(procs, log_dir, poll_s)
+    except KeyboardInterrupt:
+        _terminate(procs)
+        raise
+    finally:
+        _terminate(procs)
+        for log in logs:
+            log.close()
+
+
+def _watch(procs: list[subprocess.Popen], log_dir: Path, poll_s: float) -> LaunchResult:
+    while True:
+        codes = [p.poll() for p in procs]
+        failed = [r for r, c in enumerate(codes) if c not in (None, 0)]
+        if failed:
+            # Give the others a moment to report their own view (a peer error names the culprit), then stop them.
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+                time.sleep(poll_s)
+            _terminate(procs)
+            return _diagnose(procs, failed[0], log_dir)
+        if all(c == 0 for c in codes):
+            return LaunchResult(0, "")
+        time.sleep(poll_s)
+
+
+def _diagnose(procs: list[subprocess.Popen], first: int, log_dir: Path) -> LaunchResult:
+    """One line: the first failing rank and its error; an input error anywhere wins (exit 2)."""
+    msgs = {r: _last_error(log_dir / f"rank{r}.log") for r in range(len(procs))}
+    for r, p in enumerate(procs):
+        if p.returncode == INPUT_ERROR_EXIT and msgs[r]:
+            return LaunchResult(2, msgs[r])
+    code = procs[first].returncode
+    how = f"killed by signal {-code} ({_signame(-code)})" if code < 0 else f"exit status {code}"
+    role = "controller" if first == 0 else f"stage {first}"
+    detail = msgs[first] or next((f"rank {r}: {m}" for r, m in msgs.items() if m), "no error message")
+    return LaunchResult(1, f"rank {first} ({role}) failed ({how}): {detail}; logs in {log_dir}")
+
+
+def _last_error(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        if line.startswith(ERROR_MARK):
+            return line[len(ERROR_MARK):].strip()
+    return ""
+
+
+def _signame(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return "?"
+
+
+def _terminate(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM each rank's session, SIGKILL what is left after GRACE_S. Only our own children's groups."""
+    alive = [p for p in procs if p.poll() is None]
+    for p in alive:
+        _killpg(p, signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_S
+    while time.monotonic() < deadline and any(p.poll() is None for p in alive):
+        time.sleep(0.02)
+    for p in procs:
+        if p.poll() is None:
+            _killpg(p, signal.SIGKILL)
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    for p in procs:  # helpers a rank started in its session (compile workers...) go too
+        _killpg(p, signal.SIGKILL)
+
+
+def _killpg(p: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(p.pid, sig)  # the child is its session's leader: pgid == pid
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# ----------------------------------------------------------------------------------------- in the ranks
+def die_with_parent() -> None:
+    """Linux: SIGKILL this process when the launcher dies (no orphans even if it is SIGKILLed)."""
+    if not sys.platform.startswith("linux") or "SPD_LAUNCHER_PID" not in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    if os.getppid() != int(os.environ["SPD_LAUNCHER_PID"]):  # launcher already gone before prctl
+        os._exit(1)
+
+
+class Watchdog:
+    """Ends the process when the main thread makes no progress for ``limit_s`` (a hung peer under NCCL, where
+    a receive's timeout is enforced only by the NCCL watchdog, or any other stall). ``tick()`` on progress;
+    ``phase(limit_s)`` for phases with another bound (loading, CUDA-graph capture)."""
+
+    def __init__(self, rank: int, limit_s: float) -> None:
+        self.rank, self.limit_s = rank, limit_s
+        self._last = time.monotonic()
+        self._what = "start-up"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="spd-watchdog", daemon=True)
+        self._thread.start()
+
+    def tick(self, what: str | None = None) -> None:
+        self._last = time.monotonic()
+        if what is not None:
+            self._what = what
+
+    def phase(self, what: str, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self.tick(what)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            idle = time.monotonic() - self._last
+            if idle > self.limit_s:
+                sys.stderr.write(f"{ERROR_MARK} rank {self.rank}: no progress for {idle:.0f} s during "
+                                 f"{self._what} (watchdog limit {self.limit_s:g} s); a peer is dead or hung\n")
+                sys.stderr.flush()
+                os._exit(3)

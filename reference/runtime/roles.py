@@ -1,0 +1,225 @@
+"""The body of a rank: set-up, the role's loop, trace gathering, and (rank 0) writing the run directory."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from sim.errors import InputError
+
+from ..verify import SamplingConfig
+from . import clock
+from .comm import Comm, PeerError
+from .config import RunConfig
+from .controller import ControllerRank, PromptResult
+from .launch import Watchdog
+from .output import write_run
+from .parts import keep_only, load_target, make_draft, make_plan, plan_anchors
+from .tracing import Recorder, device_name, environment, host_info
+
+
+def run_role(cfg: RunConfig, rank: int, world_size: int, prompts: list[dict], wd: Watchdog) -> None:
+    if world_size != cfg.world_size:
+        raise InputError(f"world size {world_size} does not match the run: {cfg.method} with {cfg.stages} "
+                         f"stage(s) needs {cfg.world_size} rank(s)")
+    devices = cfg.rank_devices()
+    device = torch.device(devices[rank])
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.manual_seed(cfg.seed)
+    rec = Recorder(rank, cfg.trace, device)
+    sampling = SamplingConfig(cfg.temperature, cfg.seed)
+    if cfg.method == "ar":
+        return _run_single(cfg, prompts, wd, rec, sampling, device)
+
+    wd.phase("joining the process group", cfg.load_timeout_s)
+    comm = Comm.init(rank, world_size, devices, cfg.load_timeout_s)
+    try:
+        wd.phase("loading the model", cfg.load_timeout_s)
+        model, tok = load_target(cfg, devices[rank])
+        L = model.config.num_layers
+        anchors = _share_anchors(comm, cfg, L)
+        plan = make_plan(cfg, L, anchors)
+        if rank == 0:
+            keep_only(model, 0, 0, head=True)
+            role = ControllerRank(comm, plan, model, rec, wd, sampling)
+        else:
+            from .stage import StageRank
+
+            start, end = plan.bounds[rank - 1]
+            keep_only(model, start, end, head=False)
+            role = StageRank(comm, plan, model.stage(start, end), rank - 1, rec, wd,
+                             use_graph=cfg.cuda_graphs and device.type == "cuda")
+        _barrier(comm)  # everyone loaded and captured: from here on, receives use the run timeout
+        comm.set_timeout(cfg.timeout_s)
+        wd.phase("clock alignment", cfg.timeout_s + 10)
+        sync = clock.align(comm)
+        epoch_ns = time.perf_counter_ns()
+        if rank == 0:
+            results, lossless = _drive(cfg, role, model, prompts, plan)
+            role.shutdown()
+        else:
+            role.run()
+        wd.phase("finishing", cfg.timeout_s + 10)
+        clock.measure_drift(comm, sync)
+        parts = _gather(comm, rec, sync)
+        if rank == 0:
+            header = _header(cfg, model, plan, parts, comm)
+            clocks = [p.pop("clock") for p in parts]
+            for p in parts:
+                p.pop("device_name", None)
+                p.pop("host", None)
+            summary = write_run(Path(cfg.out), cfg, header, clocks, parts, epoch_ns, results, prompts,
+                                _decoder(tok), lossless)
+            _print_summary(summary)
+    finally:
+        comm.close()
+
+
+def _run_single(cfg, prompts, wd, rec, sampling, device) -> None:
+    from .single import SingleDeviceAR
+
+    wd.phase("loading the model", cfg.load_timeout_s)
+    model, tok = load_target(cfg, str(device))
+    ar = SingleDeviceAR(model, rec, wd, sampling, use_graph=cfg.cuda_graphs and device.type == "cuda")
+    wd.phase("decode", cfg.timeout_s + 10)
+    eos = _eos(cfg, model)
+    epoch_ns = time.perf_counter_ns()
+    for w in range(cfg.warmup):
+        ar.run(-1, prompts[0]["ids"], min(cfg.max_new_tokens, 8), eos)
+    results = [ar.run(i, p["ids"], cfg.max_new_tokens, eos) for i, p in enumerate(prompts)]
+    from ..spd_controller import PipelinePlan
+
+    plan = PipelinePlan(model.config.num_layers, ((0, model.config.num_layers),))
+    parts = [{"events": rec.events, "cycles": rec.cycles, "prompts": [], "device_name": device_name(device),
+              "host": host_info()}]
+    header = _header(cfg, model, plan, parts, None)
+    clocks = [{"rank": 0, "offset_ns": 0, "rtt_min_ns": 0, "residual_ns": 0, "drift_ns": 0}]
+    for p in parts:
+        p.pop("device_name")
+        p.pop("host")
+    summary = write_run(Path(cfg.out), cfg, header, clocks, parts, epoch_ns, results, prompts, _decoder(tok), None)
+    _print_summary(summary)
+
+
+def _drive(cfg: RunConfig, role: ControllerRank, model, prompts: list[dict], plan) -> tuple[list[PromptResult], bool | None]:
+    """Rank 0: warm-up, (replay) reference pass, then the measured generations."""
+    eos = _eos(cfg, model)
+    M = cfg.max_new_tokens
+    if cfg.method == "ar_pipeline":
+        for _ in range(cfg.warmup):
+            role.run_ar_pipeline(-1, prompts[0]["ids"], min(M, 8), eos, record_cycles=False)
+        return [role.run_ar_pipeline(i, p["ids"], M, eos) for i, p in enumerate(prompts)], None
+    from ..spd_controller import SPDController
+
+    reference: dict[tuple[int, ...], list[int]] = {}
+    if cfg.draft == "replay":
+        # The replay draft needs AR's greedy tokens: run AR through this very pipeline first (same stage code
+        # and kernels, untimed), which also makes the run check its own losslessness.
+        for p in prompts:
+            reference[tuple(p["ids"])] = role.run_ar_pipeline(-2, p["ids"], M, eos, record_cycles=False).tokens
+
+    def reference_for(ids: tuple[int, ...]) -> list[int]:
+        if ids not in reference:
+            raise RuntimeError("replay draft: no reference tokens for this prompt")
+        return reference[ids]
+
+    draft = make_draft(cfg, model, reference_for)
+    ctrl = SPDController(plan, model, draft, SamplingConfig(cfg.temperature, cfg.seed), model.config.max_seq_len)
+    for _ in range(cfg.warmup):
+        role.run_spd(ctrl, -1, prompts[0]["ids"], min(M, 2 * cfg.stages + 4), eos)
+    results = [role.run_spd(ctrl, i, p["ids"], M, eos) for i, p in enumerate(prompts)]
+    lossless = None
+    if reference:
+        lossless = all(r.tokens == reference[tuple(prompts[r.prompt]["ids"])] for r in results)
+    return results, lossless
+
+
+def _eos(cfg: RunConfig, model) -> tuple[int, ...]:
+    return () if cfg.ignore_eos else tuple(model.config.eos_token_ids)
+
+
+def _share_anchors(comm: Comm, cfg: RunConfig, num_layers: int) -> tuple[int, ...]:
+    """Rank 0 decides the anchor set (it may read a draft checkpoint only it can see) and tells the stages."""
+    if comm.rank == 0:
+        anchors = plan_anchors(cfg, num_layers)
+        msg = torch.tensor([len(anchors)] + list(anchors) + [-1] * (64 - len(anchors)), dtype=torch.int64)
+        for r in range(1, comm.world_size):
+            comm.send_ints(msg, r)
+        return anchors
+    v = [int(x) for x in comm.recv_ints(65, 0, "anchor set")]
+    return tuple(v[1:1 + v[0]])
+
+
+def _barrier(comm: Comm) -> None:
+    one = torch.ones(1, dtype=torch.int64)
+    if comm.rank == 0:
+        for r in range(1, comm.world_size):
+            comm.recv_ints(1, r, "ready signal (loading or CUDA-graph capture)")
+        for r in range(1, comm.world_size):
+            comm.send_ints(one, r)
+    else:
+        comm.send_ints(one, 0)
+        comm.recv_ints(1, 0, "start signal")
+
+
+def _gather(comm: Comm, rec: Recorder, sync: clock.ClockSync) -> list[dict]:
+    """Every rank's records to rank 0 as JSON bytes over the control plane (no CUDA collectives: ranks that
+    share a GPU must never meet in an NCCL communicator)."""
+    mine = {"events": rec.events, "cycles": rec.cycles, "prompts": [], "clock": sync.to_dict(),
+            "device_name": device_name(comm.device), "host": host_info()}
+    if comm.rank != 0:
+        data = torch.frombuffer(bytearray(json.dumps(mine).encode()), dtype=torch.uint8)
+        comm.send_ints(torch.tensor([data.numel()], dtype=torch.int64), 0)
+        import torch.distributed as dist
+
+        dist.send(data, 0)
+        return []
+    parts = [mine]
+    for r in range(1, comm.world_size):
+        size = int(comm.recv_ints(1, r, "trace size")[0])
+        buf = torch.empty(size, dtype=torch.uint8)
+        comm.recv(buf, r)
+        parts.append(json.loads(bytes(buf.numpy()).decode()))
+    return parts
+
+
+def _header(cfg: RunConfig, model, plan, parts: list[dict], comm: Comm | None) -> dict:
+    devices = cfg.rank_devices()
+    c = model.config
+    return {"created_unix_s": time.time(), "method": cfg.method, "n_stages": cfg.stages,
+            "placement": cfg.placement, "rank_devices": devices,
+            "device_names": [p["device_name"] for p in parts], "hosts": [p["host"]["hostname"] for p in parts],
+            "model": {"spec": cfg.model, **c.to_dict()}, "dtype": cfg.resolved_dtype(),
+            "stage_layers": [list(b) for b in plan.bounds], "anchors": list(plan.anchors),
+            "draft": ({"source": cfg.draft, "alpha": cfg.alpha if cfg.draft == "replay" else None,
+                       "checkpoint": cfg.draft_checkpoint, "layers": cfg.draft_layers}
+                      if cfg.method == "spd" else None),
+            "temperature": cfg.temperature, "seed": cfg.seed, "max_new_tokens": cfg.max_new_tokens,
+            "trace_level": cfg.trace, "cuda_graphs": cfg.cuda_graphs and cfg.device == "cuda",
+            "timeout_s": cfg.timeout_s, "env": environment(devices)}
+
+
+def _decoder(tok):
+    if tok is None:
+        return lambda ids: None
+    return lambda ids: tok.decode(ids)
+
+
+def _fmt(x, spec: str) -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def _print_summary(s: dict) -> None:
+    line = (f"{s['method']} n={s['n_stages']}: {_fmt(s['decode_tokens_per_s'], '.2f')} tok/s decode "
+            f"({_fmt(s['decode_ms_per_token'], '.3f')} ms/token) over {s['prompts']} prompt(s), "
+            f"{s['decode_tokens']} tokens")
+    if s["method"] == "spd":
+        line += (f"; acceptance {_fmt(s['marginal_accept_rate'], '.3f')} (marginal, {s['verified_drafts']} drafts), "
+                 f"L_acc {_fmt(s['l_acc_mean_of_ratios'], '.3f')}, K={s['cycles']}, R={s['refill_rejects']}")
+        if s.get("lossless_vs_reference") is not None:
+            line += f", lossless vs AR reference: {s['lossless_vs_reference']}"
+    print(line, flush=True)

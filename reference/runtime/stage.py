@@ -1,0 +1,126 @@
+"""The loop of a stage rank (rank s+1 runs stage s, decoder layers [start, end)).
+
+Per control message: PREFILL runs the prompt through the stage; CYCLE (SPD) forwards the token at
+``msg.inflight[s]`` if the stage is active; AR_STEP forwards the one token every stage handles in turn; END
+and SHUTDOWN close a generation / the run. Stage 0 embeds the entering token itself from the id in the
+control message (it keeps a copy of the embedding table): the token needs no hidden-state hop from rank 0.
+
+Hidden states in transit: with SPD, stage s-1 sends its output during cycle c and stage s receives it at
+the start of cycle c+1. A DISCARD or END drops that message (``_drain``): it belongs to a discarded token.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..model import KVCache, OneTokenStep, StageModel
+from ..spd_controller import ControlKind, PipelinePlan
+from .comm import Comm, Op, PeerError
+from .launch import Watchdog
+from .tracing import Recorder
+
+
+class StageRank:
+    def __init__(self, comm: Comm, plan: PipelinePlan, stage: StageModel, s: int, rec: Recorder,
+                 watchdog: Watchdog, use_graph: bool) -> None:
+        self.comm, self.plan, self.stage, self.s, self.rec, self.wd = comm, plan, stage, s, rec, watchdog
+        self.n = plan.n
+        self.last = s == self.n - 1
+        self.collect = plan.stage_collect(s)
+        self.cache: KVCache = stage.new_cache(1)
+        model = stage.model
+        self.d = model.config.hidden_size
+        self.dtype, self.device = model.dtype, model.device
+        self.step = OneTokenStep(stage, self.cache, embed=(s == 0), head=False, collect=self.collect,
+                                 use_graph=use_graph)
+        self.cache.reset()
+        self._tok = torch.zeros(1, 1, dtype=torch.long, device=self.device)
+        self._h1 = torch.empty(1, 1, self.d, dtype=self.dtype, device=self.device)
+        self.pending = False  # a hidden state from stage s-1 is in transit to us
+
+    # -- transport with trace records ---------------------------------------------------------------
+    def _recv_up(self, out: torch.Tensor) -> torch.Tensor:
+        link = f"{self.s}->{self.s + 1}"  # rank numbers: stage s-1 is rank s
+        t0 = self.rec.now()
+        self.comm.recv(out, self.s)
+        self.rec.add("recv", t0, self.rec.now(), peer=self.s, link=link, seq=self.rec.next_seq(link),
+                     bytes=out.numel() * out.element_size())
+        return out
+
+    def _send(self, t: torch.Tensor, dst: int, what: str) -> None:
+        link = f"{self.comm.rank}->{dst}"
+        t0 = self.rec.now()
+        self.comm.send(t, dst)
+        self.rec.add("send", t0, self.rec.now(), peer=dst, link=link, seq=self.rec.next_seq(link), what=what,
+                     bytes=t.numel() * t.element_size())
+
+    def _emit(self, out: torch.Tensor, hidden: dict[int, torch.Tensor]) -> None:
+        """Output to the next stage, collected hidden states (anchors; L on the last stage) to rank 0."""
+        if not self.last:
+            self._send(out, self.comm.rank + 1, "hidden")
+        if self.collect:
+            rows = torch.stack([hidden[i] for i in self.collect], dim=0)  # [k, ..., d]
+            self._send(rows, 0, "final" if self.last and len(self.collect) == 1 else "collect")
+
+    def _drain(self) -> None:
+        if self.pending:
+            self._recv_up(self._h1)
+            self.pending = False
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def run(self) -> None:
+        while True:
+            t0 = self.rec.now()
+            wire = self.comm.recv_wire(self.n)
+            self.wd.tick("decode")
+            self.rec.prompt, self.rec.cycle = wire.prompt, wire.msg.cycle
+            self.rec.add("ctrl_recv", t0, self.rec.now(), op=wire.op.name)
+            if wire.op is Op.SHUTDOWN:
+                return
+            if wire.op is Op.PREFILL:
+                self._prefill(wire.msg.position)
+            elif wire.op is Op.CYCLE:
+                self._cycle(wire.msg)
+            elif wire.op is Op.AR_STEP:
+                self._forward_one(wire.msg.token, wire.msg.position)
+            elif wire.op is Op.END:
+                self._drain()
+                self.cache.reset()
+
+    def _prefill(self, P: int) -> None:
+        if self.pending:
+            raise PeerError(f"protocol: stage {self.s} got PREFILL with a hidden state in transit")
+        if self.s == 0:
+            ids = self.comm.recv_ints(P, 0, "prompt ids").to(self.device).view(1, P)
+            with torch.inference_mode():
+                h = self.stage.model.embed(ids)
+        else:
+            h = self._recv_up(torch.empty(1, P, self.d, dtype=self.dtype, device=self.device))
+        t0 = self.rec.now()
+        self.cache.reset()
+        with torch.inference_mode():
+            out, hidden = self.stage(h, torch.arange(P), self.cache, self.collect)
+        self.rec.add("prefill_forward", t0, self.rec.now(), tokens=P)
+        self._emit(out, hidden)
+
+    def _cycle(self, msg) -> None:
+        if msg.kind is ControlKind.DISCARD:
+            self._drain()
+            self.cache.crop(msg.crop_length)
+        elif self.pending and self.s >= len(msg.inflight):
+            raise PeerError(f"protocol: stage {self.s} idle in cycle {msg.cycle} with a hidden state in transit")
+        if self.s < len(msg.inflight):
+            self._forward_one(msg.token, msg.inflight[self.s])
+        # Stage s-1 worked this cycle: its output reaches us at the start of the next one.
+        self.pending = self.s > 0 and self.s - 1 < len(msg.inflight)
+
+    def _forward_one(self, token: int, position: int) -> None:
+        if self.s == 0:
+            self._tok.fill_(token)
+            x = self._tok
+        else:
+            x = self._recv_up(self._h1)
+            self.pending = False
+        t0 = self.rec.now()
+        out, hidden = self.step.step(x, position)
+        self.rec.add("forward", t0, self.rec.now(), position=position)
+        self._emit(out, hidden)

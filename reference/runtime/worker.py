@@ -1,0 +1,72 @@
+"""One rank's main: ``python -m reference.runtime.worker RUNDIR/config.json`` (RANK/WORLD_SIZE in the env).
+
+Sequence: join the group -> load this rank's part of the model (and capture CUDA graphs) -> ready barrier ->
+clock alignment -> prompts (rank 0 drives, stages follow its control messages) -> drift measurement ->
+traces gathered to rank 0 -> rank 0 writes the run directory. Errors end the process with one line
+``spd-rank-error: ...`` on stderr (exit 2 for bad input, 1 otherwise) that the launcher reports.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from sim.errors import InputError
+
+from .comm import PeerError
+from .config import RunConfig
+from .launch import ERROR_MARK, INPUT_ERROR_EXIT, Watchdog, die_with_parent, torchrun_env
+
+
+def run_rank(cfg: RunConfig, rank: int, world_size: int, prompts: list[dict]) -> int:
+    """Run as ``rank``; returns the exit status (never raises for expected failures)."""
+    die_with_parent()
+    wd = Watchdog(rank, cfg.load_timeout_s)
+    try:
+        from .roles import run_role
+
+        run_role(cfg, rank, world_size, prompts, wd)
+        return 0
+    except InputError as exc:
+        _last_words(f"{exc}")
+        return INPUT_ERROR_EXIT
+    except PeerError as exc:
+        _last_words(f"rank {rank}: {exc}")
+        return 1
+    except Exception as exc:  # a bug: keep the traceback in the rank's log, one line for the launcher
+        traceback.print_exc()
+        _last_words(f"rank {rank}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return 1
+    finally:
+        wd.stop()
+
+
+def _last_words(msg: str) -> None:
+    sys.stderr.write(f"{ERROR_MARK} {msg}\n")
+    sys.stderr.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m reference.runtime.worker RUNDIR/config.json\n")
+        return 2
+    env = torchrun_env()
+    if env is None:
+        sys.stderr.write("reference.runtime.worker: RANK and WORLD_SIZE must be set (spd run sets them)\n")
+        return 2
+    doc = json.loads(Path(argv[0]).read_text())
+    cfg = RunConfig(**doc["config"])
+    code = run_rank(cfg, env[0], env[1], doc["prompts"])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # On failure skip interpreter teardown: a process group with a dead peer can block in its destructor.
+    if code != 0:
+        os._exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
