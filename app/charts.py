@@ -19,7 +19,7 @@ def layout(height: int = 460, **extra) -> dict:
     base = {
         "height": height, "template": "plotly_white", "font": FONT, "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
         "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0, "font": {"size": 12}},
-        "hoverlabel": {"font": {"size": 12}},
+        "hoverlabel": {"font": {"size": 12}}, "modebar": {"orientation": "v"},
     }
     base.update(extra)
     return base
@@ -62,6 +62,7 @@ def speedup_figure(df: pd.DataFrame, stages: int, best: Best, exposed_from: int 
         x = d["stages"].tolist()
         data.append({
             "type": "scatter", "mode": "lines", "name": trace_name(method, "predicted wall-clock"), "x": x,
+            "legendgroup": method,
             "y": d["wallclock_speedup"].tolist(), "line": {"color": COLORS[method], "width": 3 if method == "spd" else 2},
             "customdata": d[["tokens_per_s", "cycle_ms"]].to_numpy().tolist(),
             "hovertemplate": "n=%{x}: %{y:.2f}x, %{customdata[0]:.1f} tok/s, cycle %{customdata[1]:.2f} ms<extra>%{fullData.name}</extra>",
@@ -69,6 +70,7 @@ def speedup_figure(df: pd.DataFrame, stages: int, best: Best, exposed_from: int 
         if show_theoretical:
             data.append({
                 "type": "scatter", "mode": "lines", "name": trace_name(method, "theoretical"), "x": x,
+                "legendgroup": method, "showlegend": False,
                 "y": d["theoretical_speedup"].tolist(), "opacity": 0.8,
                 "line": {"color": COLORS[method], "width": 1.5, "dash": "dot"},
                 "hovertemplate": "n=%{x}: %{y:.2f}x (layer units)<extra>%{fullData.name}</extra>",

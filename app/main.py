@@ -18,6 +18,7 @@ PAGES = [
 SCENARIO_PAGES = {"What-if", "Timeline"}
 
 page = st.navigation(PAGES)
+ui.page_style()
 ui.init_state()
 if page.title in SCENARIO_PAGES:
     ui.sidebar_knobs()

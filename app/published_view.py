@@ -8,11 +8,10 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import pandas as pd
-import plotly.graph_objects as go
 
 from sim import reproduce
 
-from .charts import COLORS, base_layout
+from .charts import COLORS, layout
 
 METHOD_LABELS = {"spd": "SPD", "eagle3": "EAGLE-3", "ppsd": "PPSD"}
 
@@ -51,22 +50,26 @@ def summary_frame(data: dict, tokens: int | None = reproduce.DEFAULT_TOKENS) -> 
     return df
 
 
-def forecast_figure(fc: pd.DataFrame) -> go.Figure:
-    """Held-out published vs predicted theoretical speedup; the diagonal is a perfect forecast."""
-    fig = go.Figure()
-    lo, hi = float(min(fc["published"].min(), fc["predicted"].min())) - 0.1, float(max(fc["published"].max(), fc["predicted"].max())) + 0.1
-    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(color="#9CA3AF", dash="dash"), name="perfect forecast",
-                             hoverinfo="skip"))
+def forecast_figure(fc: pd.DataFrame) -> dict:
+    """Held-out published vs predicted theoretical speedup (plotly dict); the diagonal is a perfect forecast.
+    The constant-acceptance baseline is in the legend, hidden until clicked."""
+    lo = float(min(fc["published"].min(), fc["predicted"].min(), fc["baseline"].min())) - 0.1
+    hi = float(max(fc["published"].max(), fc["predicted"].max(), fc["baseline"].max())) + 0.1
+    data = [{"type": "scatter", "mode": "lines", "x": [lo, hi], "y": [lo, hi], "name": "perfect forecast",
+             "line": {"color": "#9CA3AF", "dash": "dash"}, "hoverinfo": "skip"}]
     key = {"SPD": "spd", "EAGLE-3": "eagle3", "PPSD": "ppsd"}
     for label, d in fc.groupby("method", sort=False):
-        text = d["model"] + " T=" + d["temperature"].astype(str) + " " + d["training_mix"] + " " + d["dataset"] + " " + d["held_out"]
-        fig.add_trace(go.Scatter(x=d["published"], y=d["predicted"], mode="markers", name=f"{label} · depth model",
-                                 marker=dict(color=COLORS[key[label]], size=9), text=text,
-                                 hovertemplate="%{text}<br>published %{x:.2f}x, predicted %{y:.2f}x<extra></extra>"))
-        fig.add_trace(go.Scatter(x=d["published"], y=d["baseline"], mode="markers", name=f"{label} · constant acceptance",
-                                 marker=dict(color=COLORS[key[label]], size=8, symbol="x-thin", line=dict(width=2, color=COLORS[key[label]])),
-                                 text=text, visible="legendonly",
-                                 hovertemplate="%{text}<br>published %{x:.2f}x, constant-alpha %{y:.2f}x<extra></extra>"))
-    fig.update_xaxes(title="published theoretical speedup (x)", range=[lo, hi])
-    fig.update_yaxes(title="forecast from the other rows (x)", range=[lo, hi], scaleanchor="x", scaleratio=1)
-    return base_layout(fig, height=480)
+        color = COLORS[key[label]]
+        text = (d["model"] + " T=" + d["temperature"].astype(str) + " " + d["training_mix"] + " " + d["dataset"]
+                + " " + d["held_out"]).tolist()
+        data.append({"type": "scatter", "mode": "markers", "name": f"{label} · depth model", "x": d["published"].tolist(),
+                     "y": d["predicted"].tolist(), "text": text, "marker": {"color": color, "size": 9},
+                     "hovertemplate": "%{text}<br>published %{x:.2f}x, forecast %{y:.2f}x<extra></extra>"})
+        data.append({"type": "scatter", "mode": "markers", "name": f"{label} · constant acceptance", "x": d["published"].tolist(),
+                     "y": d["baseline"].tolist(), "text": text, "visible": "legendonly",
+                     "marker": {"color": color, "size": 8, "symbol": "x-thin", "line": {"width": 2, "color": color}},
+                     "hovertemplate": "%{text}<br>published %{x:.2f}x, constant-alpha %{y:.2f}x<extra></extra>"})
+    return {"data": data, "layout": layout(
+        480, xaxis={"title": {"text": "published theoretical speedup (x)"}, "range": [lo, hi]},
+        yaxis={"title": {"text": "forecast from the other rows (x)"}, "range": [lo, hi], "scaleanchor": "x", "scaleratio": 1},
+    )}

@@ -26,7 +26,7 @@ from torch import nn
 from sim.errors import InputError
 from sim.io import atomic_write_bytes, atomic_write_json
 
-from .model import Block, KVCache, ModelConfig, RMSNorm, Transformer, rope_tables
+from .model import Block, KVCache, ModelConfig, RMSNorm, Transformer
 from .spd_controller import DraftInput, TokenFeatures, stage_bounds
 
 CHECKPOINT_FORMAT = "spd-pdm/1"
@@ -193,7 +193,6 @@ class PipelineDraftModule(nn.Module):
         self.to(device=target.device, dtype=target.dtype)
         self._init_weights(seed)
         self.cache: KVCache | None = None
-        self._tables: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def _fc(self, d_in: int, d_out: int) -> nn.Module:
         r = self.config.agg_rank
@@ -220,13 +219,6 @@ class PipelineDraftModule(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.target.device
-
-    def _rope(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        key = str(self.device)
-        if key not in self._tables:
-            cos, sin = rope_tables(self.tower_config, self.device)
-            self._tables[key] = (cos, sin, torch.arange(self.tower_config.max_seq_len, device=self.device))
-        return self._tables[key]
 
     def head_weight(self) -> torch.Tensor:
         """[V_draft, d]: own head, or the target's embedding rows of the draft vocabulary (tied)."""
@@ -274,24 +266,36 @@ class PipelineDraftModule(nn.Module):
         return torch.stack(out)  # type: ignore[arg-type]
 
     # ---- tower
+    def _attention_inputs(self, positions: torch.Tensor, mask: torch.Tensor, dtype: torch.dtype
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """cos, sin and the mask in the form ``model.Block`` expects, built exactly as ``StageModel.forward``
+        builds them (the tower shares the target's head_dim and rotary settings, hence its tables)."""
+        c = self.tower_config
+        cos_t, sin_t, _ = self.target.tables(positions.device)
+        cos, sin = cos_t[positions].unsqueeze(-2), sin_t[positions].unsqueeze(-2)
+        if not c.rope_interleaved:
+            cos, sin = cos.to(dtype), sin.to(dtype)
+        if positions.dim() == 1:
+            cos, sin = cos.unsqueeze(0), sin.unsqueeze(0)
+        # query rows of the attention are (group, position) pairs: one mask row per group member
+        return cos, sin, mask.repeat(1, 1, c.num_heads // c.num_kv_heads, 1)
+
     def tower_forward(self, rows: torch.Tensor, positions: torch.Tensor, cache: KVCache | None = None,
                       attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder tower. With ``cache``: rows ``[1, T, d]`` at absolute ``positions [T]`` (K/V written at
         those slots, causal by position). Without: a training layout with its own ``attn_mask``
         ``[B or 1, 1, T, T]`` (True = may attend) and rotary ``positions`` ``[T]`` or ``[B, T]``; rows may
         repeat a position (the staircase views of one token)."""
-        cos_t, sin_t, slots = self._rope()
-        cos, sin = cos_t[positions].unsqueeze(-2), sin_t[positions].unsqueeze(-2)
-        if positions.dim() == 1:
-            cos, sin = cos.unsqueeze(0), sin.unsqueeze(0)
         B, T, _ = rows.shape
         tc = self.tower_config
         if cache is not None:
+            slots = self.target.tables(positions.device)[2]
             write_at, mask = positions, (slots[None, :] <= positions[:, None])[None, None]
         else:
             if attn_mask is None:
                 raise ValueError("tower_forward without a cache needs attn_mask")
             write_at, mask = torch.arange(T, device=rows.device), attn_mask
+        cos, sin, mask = self._attention_inputs(positions, mask, rows.dtype)
         h = rows
         for j, layer in enumerate(self.tower):
             if cache is not None:

@@ -195,8 +195,7 @@ def load_gguf(path: Path, device: torch.device, dtype: torch.dtype, *, max_seq_l
         raise InputError(f"{path}: not a readable GGUF file ({exc})") from None
 
     def field(key: str, default=None):
-        f = reader.fields.get(key)
-        return default if f is None else f.contents()
+        return _gguf_field(reader, key, default)
 
     arch = field("general.architecture")
     if arch != "llama":
@@ -241,14 +240,36 @@ def load_gguf(path: Path, device: torch.device, dtype: torch.dtype, *, max_seq_l
             w = gguf_to_hf_qk(w, n_kv)
         return w
 
-    model = build_model(config, get, device, dtype, str(path))
-    tok = ChatTokenizer.from_gguf_fields(
+    return build_model(config, get, device, dtype, str(path)), _gguf_tokenizer(reader, str(path))
+
+
+def _gguf_field(reader, key: str, default=None):
+    f = reader.fields.get(key)
+    return default if f is None else f.contents()
+
+
+def _gguf_tokenizer(reader, source: str) -> ChatTokenizer:
+    def field(key: str, default=None):
+        return _gguf_field(reader, key, default)
+
+    tokens = field("tokenizer.ggml.tokens")
+    if not tokens:
+        raise InputError(f"{source}: GGUF file has no tokenizer")
+    bos, eos = field("tokenizer.ggml.bos_token_id"), field("tokenizer.ggml.eos_token_id")
+    return ChatTokenizer.from_gguf_fields(
         tokens=list(tokens), merges=list(field("tokenizer.ggml.merges", [])),
         token_types=[int(x) for x in field("tokenizer.ggml.token_type", [1] * len(tokens))],
         pre=str(field("tokenizer.ggml.pre", "gpt-2")), chat_template=field("tokenizer.chat_template"),
-        bos_token_id=config.bos_token_id, eos_token_id=eos if eos is None else int(eos),
+        bos_token_id=None if bos is None else int(bos), eos_token_id=None if eos is None else int(eos),
         add_bos=bool(field("tokenizer.ggml.add_bos_token", False)))
-    return model, tok
+
+
+def load_default_tokenizer() -> ChatTokenizer:
+    """SmolLM2's tokenizer and chat template alone (no weights dequantized): fast."""
+    import gguf
+
+    path = default_gguf_path()
+    return _gguf_tokenizer(gguf.GGUFReader(str(path)), str(path))
 
 
 # ---- Hugging Face checkpoint directory -------------------------------------------------------------

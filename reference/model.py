@@ -106,7 +106,8 @@ class ModelConfig:
 
 
 def rope_tables(config: ModelConfig, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin tables ``[max_seq_len, head_dim // 2]`` in float32 (same arithmetic as HF's Llama rotary)."""
+    """cos, sin tables in float32 (same arithmetic as HF's Llama rotary): ``[max_seq_len, head_dim]`` (each
+    frequency twice, halves layout) or ``[max_seq_len, head_dim // 2]`` when ``rope_interleaved``."""
     hd = config.head_dim
     inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.int64).to(device=device,
                                                                                        dtype=torch.float) / hd))
@@ -114,6 +115,8 @@ def rope_tables(config: ModelConfig, device: torch.device | str) -> tuple[torch.
         inv_freq = _llama3_scaled(inv_freq, config.rope_scaling)
     t = torch.arange(config.max_seq_len, device=device, dtype=torch.float)
     freqs = torch.outer(t, inv_freq)
+    if not config.rope_interleaved:
+        freqs = torch.cat((freqs, freqs), dim=-1)
     return freqs.cos(), freqs.sin()
 
 
@@ -131,18 +134,17 @@ def _llama3_scaled(inv_freq: torch.Tensor, s: RopeScaling) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool) -> torch.Tensor:
-    """x ``[B, T, heads, hd]``; cos/sin ``[B or 1, T, 1, hd/2]`` (float32). Returns x's dtype."""
+    """x ``[B, T, heads, hd]``. Interleaved: cos/sin ``[B or 1, T, 1, hd/2]`` float32. Halves: cos/sin
+    ``[B or 1, T, 1, hd]`` already in x's dtype (HF casts them before multiplying). Returns x's dtype."""
     if interleaved:
         xf = x.float().unflatten(-1, (-1, 2))
         x0, x1 = xf[..., 0], xf[..., 1]
         out = torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), dim=-1).flatten(-2)
         return out.to(x.dtype)
-    # HF order: cos/sin cast to the activation dtype, then q*cos + rotate_half(q)*sin.
-    c = torch.cat((cos, cos), dim=-1).to(x.dtype)
-    s = torch.cat((sin, sin), dim=-1).to(x.dtype)
+    # HF order: q*cos + rotate_half(q)*sin
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * c + rotated * s
+    return x * cos + rotated * sin
 
 
 class RMSNorm(nn.Module):
@@ -152,10 +154,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalise in float32, scale in the model dtype (the HF Llama order, so fp32 results match bit for bit).
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(x.dtype)
+        # Normalise in float32, scale in the model dtype (the HF Llama order). F.rms_norm without a weight is
+        # x * rsqrt(mean(x^2) + eps), bit-identical to the explicit formula on CPU and one fused kernel on CUDA.
+        return self.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
 
 
 class KVCache:
@@ -210,8 +211,15 @@ class Attention(nn.Module):
             idx = positions[:, None, :, None].expand(B, c.num_kv_heads, T, c.head_dim)
             k_cache.scatter_(2, idx, k)
             v_cache.scatter_(2, idx, v)
-        y = F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=mask, enable_gqa=True)
-        return self.wo(y.transpose(1, 2).reshape(B, T, self.q_size))
+        # GQA without repeating K/V: the G query heads sharing a KV head become G*T query rows of that head
+        # (HF maps KV head j to query heads j*G .. j*G+G-1). Plain multi-head SDPA with a mask then runs on
+        # every backend (CUDA's memory-efficient kernel accepts masks; enable_gqa + mask would fall back to the
+        # math path, which copies the whole cache per step).
+        G = c.num_heads // c.num_kv_heads
+        qg = q.reshape(B, c.num_kv_heads, G * T, c.head_dim)
+        y = F.scaled_dot_product_attention(qg, k_cache, v_cache, attn_mask=mask)
+        y = y.view(B, c.num_heads, T, c.head_dim).transpose(1, 2).reshape(B, T, self.q_size)
+        return self.wo(y)
 
 
 class FeedForward(nn.Module):
@@ -326,14 +334,19 @@ class StageModel(nn.Module):
             cpu_positions, positions = positions, positions.to(device, non_blocking=True)
         else:
             cpu_positions = positions if positions.device.type == "cpu" else None
+        c = self.config
         cos_t, sin_t, slots = self.model.tables(device)
-        cos = cos_t[positions].unsqueeze(-2)  # [T or B,T, 1, hd/2]
+        cos = cos_t[positions].unsqueeze(-2)  # [T or B,T, 1, hd or hd/2]
         sin = sin_t[positions].unsqueeze(-2)
+        if not c.rope_interleaved:
+            cos, sin = cos.to(h.dtype), sin.to(h.dtype)
         if positions.dim() == 1:
             cos, sin = cos.unsqueeze(0), sin.unsqueeze(0)
             mask = (slots[None, :] <= positions[:, None])[None, None]  # [1, 1, T, S]
         else:
             mask = (slots[None, None, :] <= positions[:, :, None])[:, None]  # [B, 1, T, S]
+        # query rows are (group, position) pairs: see Attention.forward
+        mask = mask.repeat(1, 1, c.num_heads // c.num_kv_heads, 1)
         hidden: dict[int, torch.Tensor] = {}
         if self.start in collect:
             hidden[self.start] = h
@@ -369,6 +382,8 @@ class OneTokenStep:
             self.static_in = torch.zeros(B, 1, model.config.hidden_size, dtype=model.dtype, device=device)
         self.static_pos = torch.full((1,), cache.max_seq_len - 1, dtype=torch.long, device=device)
         self.use_graph = (device.type == "cuda") if use_graph is None else use_graph
+        if self.use_graph and device.type != "cuda":
+            raise ValueError(f"CUDA graphs need a CUDA model, this one is on {device}")
         self.graph = None
         if self.use_graph:
             saved_length = cache.length

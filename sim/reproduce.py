@@ -23,7 +23,6 @@ max_new_tokens; generations that stop early at EOS have relatively more fill cyc
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path

@@ -180,6 +180,10 @@ def parse_acceptance(obj: Any, src: str | None, fld: str, base_dir: Path | None 
             raise InputError(f"{where(src, fld)}.sequence: expected a non-empty list of 0 (reject) / 1 (accept)")
         return Acceptance(sum(seq) / len(seq), form, sequence=tuple(int(s) for s in seq))
     # form == "file": an acceptance result written by `spd eval-acceptance`
+    import importlib.util
+
+    if importlib.util.find_spec("sim.acceptance_file") is None:  # written by the acceptance-evaluation work
+        raise InputError(f"{where(src, fld)}.file: acceptance result files are not supported by this build yet")
     from . import acceptance_file  # local import: optional module with its own format
 
     return acceptance_file.acceptance_from_file(obj, src, fld, base_dir)

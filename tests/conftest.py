@@ -10,3 +10,11 @@ def smollm2():
     from reference.loaders import load_default
 
     return load_default(device="cpu", dtype="fp32")
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """SmolLM2's tokenizer + chat template only (no weights): for tests that only encode text."""
+    from reference.loaders import load_default_tokenizer
+
+    return load_default_tokenizer()

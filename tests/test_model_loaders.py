@@ -164,7 +164,9 @@ def test_gguf_qk_permutation_is_interleaved_rotary():
     a = half(ids, torch.arange(12), half.new_cache(1))
     b = inter(ids, torch.arange(12), inter.new_cache(1))
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(a, half.__class__(cfg).eval()(ids, torch.arange(12), half.new_cache(1)))
+    inter.load_state_dict(half.state_dict())  # unpermuted weights with interleaved rotary: a different model
+    c = inter(ids, torch.arange(12), inter.new_cache(1))
+    assert not torch.allclose(a, c, rtol=1e-3, atol=1e-3)
 
 
 def test_named_shapes_have_their_real_sizes():

@@ -26,6 +26,11 @@ c[3].metric("SPD accept length L_acc", f"{spd['accept_length']:.2f}", help="n / 
 c[4].metric("Draft module", "hidden" if bool(spd["draft_hidden"]) else "exposed",
             help="Hidden: the PDM (draft layers x draft layer time) finishes before the slowest stage + hop.")
 
+show_theory = st.toggle("Show theoretical (layer-unit) curves, dotted", value=True, key="show_theoretical",
+                        help="Solid: predicted wall-clock speedup. Dotted: the paper's layer-unit accounting. Click a legend entry to hide a method.")
+st.plotly_chart(charts.speedup_figure(df, knobs.stages, best, exposed_from, show_theory),
+                width="stretch", key="speedup_chart", config={"displaylogo": False})
+
 where = f"n = {best.stages}" if best.stages else "one device"
 st.success(f"Best on this hardware: **{best.label}** ({where}) at **{best.wallclock_speedup:.2f}x**, "
            f"{best.tokens_per_s:.1f} tok/s.", icon=":material/star:")
@@ -37,9 +42,6 @@ else:
     st.info("The draft module stays hidden behind the stage forward at every stage count shown.",
             icon=":material/visibility_off:")
 
-show_theory = st.toggle("Show theoretical (layer-unit) curves", value=True, key="show_theoretical")
-st.plotly_chart(charts.speedup_figure(df, knobs.stages, best, exposed_from, show_theory),
-                width="stretch", key="speedup_chart", config={"displaylogo": False})
 
 st.subheader(f"All methods at n = {knobs.stages}, L_s = {knobs.draft_layers}")
 st.dataframe(

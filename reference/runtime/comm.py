@@ -24,6 +24,9 @@ import torch.distributed as dist
 from ..spd_controller import ControlMessage
 
 
+SEND_SLOTS = 2
+
+
 class PeerError(RuntimeError):
     """A peer rank died, hung past the receive timeout, or broke the protocol."""
 
@@ -70,6 +73,8 @@ class Comm:
         self.device = torch.device(devices[rank])
         self._timeout = datetime.timedelta(seconds=timeout_s)
         self._staging: dict[tuple, torch.Tensor] = {}
+        self._rings: dict[tuple, list[list]] = {}  # (dst, shape, dtype) -> [[buffer, pending work], ...]
+        self._ring_pos: dict[tuple, int] = {}
 
     @staticmethod
     def init(rank: int, world_size: int, devices: list[str], timeout_s: float) -> "Comm":
@@ -105,16 +110,42 @@ class Comm:
         return buf
 
     def send(self, t: torch.Tensor, dst: int) -> None:
-        """Blocking send of a hidden-state tensor (returns once handed to the transport)."""
+        """Post a send and return; the caller may overwrite ``t`` at once.
+
+        Sends are asynchronous because both gloo and NCCL sends complete only when the receiver posts its
+        receive, and in the SPD dataflow stage s receives stage s-1's output one cycle later: a blocking send
+        would stall stage s-1 (and, through it, rank 0) for a cycle, or deadlock. The data is copied into a
+        ring of ``SEND_SLOTS`` buffers per (destination, shape); a slot is reused only after its previous send
+        completed (waited with the receive timeout).
+        """
+        on_device = t.is_cuda and self.direct(dst)
+        key = (dst, tuple(t.shape), t.dtype)
+        ring = self._rings.setdefault(key, [])
+        slot = self._ring_pos.get(key, 0)
+        self._ring_pos[key] = (slot + 1) % SEND_SLOTS
+        if len(ring) <= slot:
+            buf = torch.empty(t.shape, dtype=t.dtype, device=t.device if on_device else "cpu",
+                              pin_memory=t.is_cuda and not on_device)
+            ring.append([buf, None])
+        buf, work = ring[slot]
+        if work is not None:
+            self._wait(work, f"completion of an earlier send to rank {dst}")
+        buf.copy_(t)  # device->host copies are synchronous: complete before gloo reads the buffer
         try:
-            if self.direct(dst) or not t.is_cuda:
-                dist.send(t.contiguous(), dst)
-            else:
-                host = self._host(t, ("send", dst, tuple(t.shape)))
-                host.copy_(t)  # synchronous device->host: the tensor is complete before gloo reads it
-                dist.send(host, dst)
+            ring[slot][1] = dist.isend(buf, dst)
         except RuntimeError as exc:
             raise PeerError(f"send to rank {dst} failed: {_short(exc)}") from None
+
+    def flush(self) -> None:
+        """Wait for every posted send (end of a generation, before shutdown); drop the multi-token (prefill)
+        buffers, whose shapes will not come back."""
+        for key, ring in list(self._rings.items()):
+            for entry in ring:
+                if entry[1] is not None:
+                    self._wait(entry[1], f"completion of a send to rank {key[0]}")
+                    entry[1] = None
+            if len(key[1]) >= 2 and key[1][-2] > 1:
+                del self._rings[key], self._ring_pos[key]
 
     def recv(self, out: torch.Tensor, src: int) -> torch.Tensor:
         """Receive into ``out`` (its shape/dtype/device define the message), waiting at most ``timeout_s``."""
@@ -145,16 +176,10 @@ class Comm:
         return out
 
     def broadcast(self, wire: Wire, n: int) -> None:
-        """Rank 0 -> every stage (ranks 1..n): posted together, then waited (gloo sends are eager)."""
+        """Rank 0 -> every stage (ranks 1..n), posted without waiting (see ``send``)."""
         t = wire.encode(n)
-        works = []
-        try:
-            for d in range(1, n + 1):
-                works.append(dist.isend(t, d))
-        except RuntimeError as exc:
-            raise PeerError(f"control send failed: {_short(exc)}") from None
-        for w in works:
-            self._wait(w, "control send completion")
+        for d in range(1, n + 1):
+            self.send(t, d)
 
     def recv_wire(self, n: int) -> Wire:
         return Wire.decode(self.recv_ints(Wire.size(n), 0))

@@ -101,8 +101,6 @@ def validate(cfg: RunConfig) -> None:
         raise InputError("--timeout-s: must be > 0")
     if cfg.warmup < 0:
         raise InputError(f"--warmup: must be >= 0, got {cfg.warmup}")
-    if not Path(cfg.prompts).is_file():
-        raise InputError(f"--prompts: {cfg.prompts}: no such file")
     if cfg.draft_checkpoint is not None and not Path(cfg.draft_checkpoint).exists():
         raise InputError(f"--draft-checkpoint: {cfg.draft_checkpoint}: no such file or directory")
     if cfg.placement is not None:

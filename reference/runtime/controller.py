@@ -87,6 +87,7 @@ class ControllerRank:
 
     def shutdown(self) -> None:
         self.comm.broadcast(Wire(Op.SHUTDOWN, 0, ControlMessage(ControlKind.STOP, 0)), self.n)
+        self.comm.flush()
 
     # -- SPD -----------------------------------------------------------------------------------------
     def run_spd(self, ctrl: SPDController, prompt: int, ids: list[int], max_new_tokens: int,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from sim.io import atomic_write_json, atomic_write_text
@@ -86,5 +85,17 @@ def write_run(run_dir: Path, cfg: RunConfig, header: dict, clocks: list[dict], p
     return summary
 
 
-def config_record(cfg: RunConfig) -> dict:
-    return asdict(cfg)
+def _fmt(x, spec: str) -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def summary_line(s: dict) -> str:
+    line = (f"{s['method']} n={s['n_stages']}: {_fmt(s['decode_tokens_per_s'], '.2f')} tok/s decode "
+            f"({_fmt(s['decode_ms_per_token'], '.3f')} ms/token) over {s['prompts']} prompt(s), "
+            f"{s['decode_tokens']} tokens")
+    if s["method"] == "spd":
+        line += (f"; acceptance {_fmt(s['marginal_accept_rate'], '.3f')} (marginal, {s['verified_drafts']} drafts), "
+                 f"L_acc {_fmt(s['l_acc_mean_of_ratios'], '.3f')}, K={s['cycles']}, R={s['refill_rejects']}")
+        if s.get("lossless_vs_reference") is not None:
+            line += f", lossless vs AR reference: {s['lossless_vs_reference']}"
+    return line

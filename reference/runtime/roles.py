@@ -16,7 +16,7 @@ from .comm import Comm, PeerError
 from .config import RunConfig
 from .controller import ControllerRank, PromptResult
 from .launch import Watchdog
-from .output import write_run
+from .output import summary_line, write_run
 from .parts import keep_only, load_target, make_draft, make_plan, plan_anchors
 from .tracing import Recorder, device_name, environment, host_info
 
@@ -74,7 +74,7 @@ def run_role(cfg: RunConfig, rank: int, world_size: int, prompts: list[dict], wd
                 p.pop("host", None)
             summary = write_run(Path(cfg.out), cfg, header, clocks, parts, epoch_ns, results, prompts,
                                 _decoder(tok), lossless)
-            _print_summary(summary)
+            print(summary_line(summary), flush=True)
     finally:
         comm.close()
 
@@ -102,7 +102,7 @@ def _run_single(cfg, prompts, wd, rec, sampling, device) -> None:
         p.pop("device_name")
         p.pop("host")
     summary = write_run(Path(cfg.out), cfg, header, clocks, parts, epoch_ns, results, prompts, _decoder(tok), None)
-    _print_summary(summary)
+    print(summary_line(summary), flush=True)
 
 
 def _drive(cfg: RunConfig, role: ControllerRank, model, prompts: list[dict], plan) -> tuple[list[PromptResult], bool | None]:
@@ -207,19 +207,3 @@ def _decoder(tok):
     if tok is None:
         return lambda ids: None
     return lambda ids: tok.decode(ids)
-
-
-def _fmt(x, spec: str) -> str:
-    return "n/a" if x is None else format(x, spec)
-
-
-def _print_summary(s: dict) -> None:
-    line = (f"{s['method']} n={s['n_stages']}: {_fmt(s['decode_tokens_per_s'], '.2f')} tok/s decode "
-            f"({_fmt(s['decode_ms_per_token'], '.3f')} ms/token) over {s['prompts']} prompt(s), "
-            f"{s['decode_tokens']} tokens")
-    if s["method"] == "spd":
-        line += (f"; acceptance {_fmt(s['marginal_accept_rate'], '.3f')} (marginal, {s['verified_drafts']} drafts), "
-                 f"L_acc {_fmt(s['l_acc_mean_of_ratios'], '.3f')}, K={s['cycles']}, R={s['refill_rejects']}")
-        if s.get("lossless_vs_reference") is not None:
-            line += f", lossless vs AR reference: {s['lossless_vs_reference']}"
-    print(line, flush=True)

@@ -75,6 +75,7 @@ class StageRank:
             self.rec.prompt, self.rec.cycle = wire.prompt, wire.msg.cycle
             self.rec.add("ctrl_recv", t0, self.rec.now(), op=wire.op.name)
             if wire.op is Op.SHUTDOWN:
+                self.comm.flush()
                 return
             if wire.op is Op.PREFILL:
                 self._prefill(wire.msg.position)
@@ -85,6 +86,7 @@ class StageRank:
             elif wire.op is Op.END:
                 self._drain()
                 self.cache.reset()
+                self.comm.flush()
 
     def _prefill(self, P: int) -> None:
         if self.pending:

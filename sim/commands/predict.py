@@ -22,6 +22,7 @@ def add_arguments(p) -> None:
     p.add_argument("scenario", nargs="?", help="scenario JSON file (default: the embedded default scenario)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--list-methods", action="store_true", help="list the registered decoding methods and exit")
+    p.add_argument("--profile", default=None, help="hardware profile from `spd calibrate`: replaces the scenario's timings")
 
 
 def run(args) -> int:
@@ -35,7 +36,12 @@ def run(args) -> int:
         return 0
     path = Path(args.scenario) if args.scenario else default_scenario_path()
     scenario = load_scenario(path)
-    preds = predict_scenario(scenario)
+    if getattr(args, "profile", None):  # timings from a calibrated profile (sim/calibration/apply.py)
+        from ..calibration.apply import predict_with_profile
+
+        scenario, preds = predict_with_profile(scenario, args.profile)
+    else:
+        preds = predict_scenario(scenario)
     if args.json:
         obj = {"methods": [p.to_json() for p in preds]}
         sys.stdout.write(json.dumps(obj, allow_nan=False) + "\n")

@@ -45,6 +45,8 @@ class _Shared:
         self.busy_ms: dict[str, float] = {}
         self.pending = 0  # stage messages the controller still waits for this cycle
         self.all_in: simpy.Event | None = None
+        self.next_go = self.env.event()  # GO of the coming cycle, shared by the stages holding a token
+        self.ell = 1  # tokens in flight this cycle: stages 1..ell run
 
     def resource(self, device: int) -> simpy.Resource | None:
         return self.resources.get(device)
@@ -56,83 +58,115 @@ class _Shared:
 
 
 class StageWorker:
-    """Rank s (1-based): one pipeline stage on its device."""
+    """Rank s (1-based): one pipeline stage on its device.
+
+    SPD/PPSD: a stage holding a token waits for the shared GO of the next cycle; after a flush it has
+    no token and sleeps on its own ``wake`` until the refill reaches it (so idle stages cost nothing).
+    AR pipeline: woken by the input message itself.
+    """
 
     def __init__(self, sh: _Shared, s: int):
         self.sh, self.s = sh, s
-        self.wake = sh.env.event()  # GO (SPD/PPSD) or the input message (AR pipeline)
-        self.inbox: simpy.Event | None = None  # input hidden state from stage s-1 (SPD/PPSD)
+        self.wake = sh.env.event()
+        # input hidden states from stage s-1 (SPD/PPSD), by cycle parity: the message of cycle c-1 is
+        # read in cycle c while stage s-1 may already be sending the one of cycle c
+        self.inbox: list[simpy.Event | None] = [None, None]
         self.next: StageWorker | None = None
+        self.busy_ms = 0.0
 
     def run(self):
+        sh, s, plan = self.sh, self.s, self.sh.plan
+        self.fwd = sh.streams.get(f"stage{s}.forward", plan.stage[s - 1])
+        self.report = sh.streams.get(f"stage{s}.report", plan.report_hop[s - 1])
+        self.send = None if s == plan.n else sh.streams.get(f"stage{s}.send", plan.next_hop[s - 1])
+        self.res = sh.resource(plan.stage_devices[s - 1])
+        self.send_tid = SEND_TID_BASE + s
+        if sh.trace:
+            sh.trace.thread(s, f"rank {s}: stage {s} ({plan.split[s - 1]} layers, device {plan.stage_devices[s - 1]})")
+            sh.trace.thread(self.send_tid, f"rank {s}: sends")
+        return self._run_pipelined() if sh.lag else self._run_walk()
+
+    def _forward(self, f: float, cycle: int):
+        """Forward on a shared device: queue for it (generator; the messages leave when it ends)."""
+        req = self.res.request()
+        yield req
+        t = self.sh.env.now
+        yield self.sh.env.timeout(f)
+        self.res.release(req)
+        if self.sh.trace:
+            self.sh.trace.span(self.s, "forward", t, f, cycle=cycle)
+
+    def _run_pipelined(self):
+        """SPD / PPSD: every cycle, forward the token at depth s-1, send it on and report to rank 0."""
         sh, s, env = self.sh, self.s, self.sh.env
-        plan = sh.plan
-        fwd = sh.streams.get(f"stage{s}.forward", plan.stage[s - 1])
-        last = s == plan.n
-        report = sh.streams.get(f"stage{s}.report", plan.report_hop[s - 1])
-        nxt = None if last else sh.streams.get(f"stage{s}.send", plan.next_hop[s - 1])
-        # One message can serve both the next stage and the controller when the two links are the same constant.
-        one_msg = nxt is not None and report.constant and nxt.constant and report.value == nxt.value
-        res = sh.resource(plan.stage_devices[s - 1])
-        trace = sh.trace
-        name = f"stage {s}"
-        busy = 0.0
-        if trace:
-            trace.thread(s, f"rank {s}: stage {s} ({plan.split[s - 1]} layers, device {plan.stage_devices[s - 1]})")
-            trace.thread(SEND_TID_BASE + s, f"rank {s}: sends")
+        fwd, report, send, res, trace = self.fwd, self.report, self.send, self.res, sh.trace
+        # One message serves the next stage and the controller when both links are the same constant.
+        one_msg = send is not None and report.constant and send.constant and report.value == send.value
+        f_const = fwd.value if fwd.constant else None
+        h_const = report.value if report.constant else None
+        on_report, timeout, inbox = sh.on_report, env.timeout, self.inbox
+        ev = sh.next_go if s == 1 else self.wake
+        while True:
+            cycle = yield ev
+            if s > sh.ell:  # flushed: no token for this stage until the refill reaches it
+                self.wake = env.event()
+                cycle = yield self.wake
+            inp = inbox[(cycle - 1) & 1]
+            if inp is not None and inp.callbacks is not None:
+                yield inp  # the input hidden state is still on the wire
+            f = f_const if f_const is not None else fwd.next()
+            self.busy_ms += f
+            t = env.now
+            if res is not None:  # a device shared with other ranks: queue for it; messages leave after it
+                yield env.process(self._forward(f, cycle))
+                f_end = 0.0
+                t = env.now - f
+            else:  # nobody else uses this device: the messages can be scheduled from the forward's start
+                f_end = f
+                if trace:
+                    trace.span(s, "forward", t, f, cycle=cycle)
+            h = h_const if h_const is not None else report.next()
+            msg = timeout(f_end + h)
+            msg.callbacks.append(on_report)
+            if one_msg:
+                self.next.inbox[cycle & 1] = msg
+                if trace:
+                    trace.span(self.send_tid, f"send -> stage {s + 1} + rank 0", t + f, h, cycle=cycle)
+            else:
+                if trace:
+                    trace.span(self.send_tid, "send -> rank 0", t + f, h, cycle=cycle)
+                if send is not None:
+                    hn = send.next()
+                    self.next.inbox[cycle & 1] = timeout(f_end + hn)
+                    if trace:
+                        trace.span(self.send_tid, f"send -> stage {s + 1}", t + f, hn, cycle=cycle)
+            ev = sh.next_go
+
+    def _run_walk(self):
+        """AR through the pipeline: woken by the token's arrival, forward it, pass it on (last: to rank 0)."""
+        sh, s, env = self.sh, self.s, self.sh.env
+        fwd, trace = self.fwd, sh.trace
+        link = self.report if self.send is None else self.send
         while True:
             cycle = yield self.wake
-            self.wake = env.event()
-            inp = self.inbox
-            if sh.lag and inp is not None:
-                yield inp  # returns at once if the hidden state has already arrived
-            if res is not None:
-                req = res.request()
-                yield req
+            self.wake = env.event()  # re-arm for the next token
             f = fwd.next()
-            t = env.now
-            yield env.timeout(f)
-            if res is not None:
-                res.release(req)
-            busy += f
-            sh.busy_ms[name] = busy
-            if trace:
-                trace.span(s, "forward", t, f, cycle=cycle)
-            if not sh.lag:  # AR pipeline: the token walks on; only the last stage reports
-                if last:
-                    self._send_report(report.next(), cycle)
-                else:
-                    self._send_next(nxt.next(), cycle)
-                continue
-            if one_msg:
-                ev = self._send_report(report.next(), cycle, traced=False)
-                self.next.inbox = ev
-                if trace:
-                    trace.span(SEND_TID_BASE + s, f"send -> stage {s + 1} + rank 0", env.now, report.value, cycle=cycle)
+            self.busy_ms += f
+            if self.res is not None:
+                yield env.process(self._forward(f, cycle))
             else:
-                self._send_report(report.next(), cycle)
-                if nxt is not None:
-                    h = nxt.next()
-                    self.next.inbox = env.timeout(h)
-                    if trace:
-                        trace.span(SEND_TID_BASE + s, f"send -> stage {s + 1}", env.now, h, cycle=cycle)
-
-    def _send_report(self, h: float, cycle: int, traced: bool = True) -> simpy.Event:
-        sh = self.sh
-        ev = sh.env.timeout(h)
-        ev.callbacks.append(sh.on_report)
-        if traced and sh.trace:
-            sh.trace.span(SEND_TID_BASE + self.s, "send -> rank 0", sh.env.now, h, cycle=cycle)
-        return ev
-
-    def _send_next(self, h: float, cycle: int) -> None:
-        sh, nxt = self.sh, self.next
-        if sh.trace:
-            sh.trace.span(SEND_TID_BASE + self.s, f"send -> stage {self.s + 1}", sh.env.now, h, cycle=cycle)
-        if h > 0:
-            sh.env.timeout(h).callbacks.append(lambda _ev, w=nxt, c=cycle: w.wake.succeed(c))
-        else:
-            nxt.wake.succeed(cycle)
+                if trace:
+                    trace.span(s, "forward", env.now, f, cycle=cycle)
+                yield env.timeout(f)
+            h = link.next()
+            if trace:
+                trace.span(self.send_tid, "send -> rank 0" if self.send is None else f"send -> stage {s + 1}", env.now, h, cycle=cycle)
+            if self.send is None:
+                env.timeout(h).callbacks.append(sh.on_report)
+            elif h > 0:
+                env.timeout(h).callbacks.append(lambda _ev, w=self.next, c=cycle: w.wake.succeed(c))
+            else:
+                self.next.wake.succeed(cycle)
 
 
 class Controller:
@@ -162,35 +196,42 @@ class Controller:
         draft, verify = sh.streams.get("draft", plan.draft), sh.streams.get("verify", c.verify)
         bookkeeping, flush = sh.streams.get("bookkeeping", c.bookkeeping), sh.streams.get("flush", c.flush)
         res = sh.resource(plan.controller_device)
-        spd, ppsd = plan.method == "spd", plan.method == "ppsd"
-        stages = self.stages
-        rows = self.rows
+        spd, ppsd, lag = plan.method == "spd", plan.method == "ppsd", sh.lag
+        stages, rows = self.stages, self.rows
         busy_draft = busy_verify = 0.0
         if trace:
             trace.thread(CONTROLLER_TID, f"rank 0: controller + draft (device {plan.controller_device})")
             trace.thread(CYCLE_TID, "cycles")
         ell, committed, cycle = 1, 0, 0
+        grew = False  # did the pipeline gain a token at the end of the last cycle (wakes stage ell)
         verified = False  # has any token been verified yet (fill vs refill)
+        x = ctrl.next()
+        if x > 0:
+            yield env.timeout(x)
         while committed < tokens:
+            # -- here the control work of this cycle (x ms) has just ended: issue GO
             cycle += 1
-            t0 = env.now
+            t0 = env.now - x
             if trace:
                 trace.cycle(cycle)
-            x = ctrl.next()
-            if x > 0:
-                yield env.timeout(x)
-            if trace:
                 trace.span(CONTROLLER_TID, "control (GO)", t0, x, cycle=cycle, in_flight=ell)
             # GO to every stage that holds a token (AR pipeline: stage 1; the token walks on from there)
-            waking = stages[:ell] if sh.lag else stages[:1]
-            sh.pending = len(waking) if sh.lag else 1
+            sh.pending = ell if lag else 1
             sh.all_in = env.event()
+            if lag:
+                waking = [sh.next_go]
+                sh.next_go = env.event()
+                sh.ell = ell
+                if grew:  # the refill (or fill) reaches stage ell: it sleeps on its own event
+                    waking.append(stages[ell - 1].wake)
+            else:
+                waking = [stages[0].wake]
             h = chop.next()
             if h > 0:
-                env.timeout(h).callbacks.append(lambda _ev, ws=waking, k=cycle: [w.wake.succeed(k) for w in ws])
+                env.timeout(h).callbacks.append(lambda _ev, ws=waking, k=cycle: [w.succeed(k) for w in ws])
             else:
                 for w in waking:
-                    w.wake.succeed(cycle)
+                    w.succeed(cycle)
             draft_ev = None
             if spd:  # the PDM only needs features from before this cycle: it runs alongside the stages
                 d = draft.next()
@@ -201,33 +242,32 @@ class Controller:
                     draft_ev = env.timeout(d)
                     if trace:
                         trace.span(CONTROLLER_TID, "draft (PDM)", env.now, d, cycle=cycle)
-            yield sh.all_in
-            if draft_ev is not None:
+            if sh.all_in.callbacks is not None:  # (a processed event needs no yield)
+                yield sh.all_in
+            if draft_ev is not None and draft_ev.callbacks is not None:
                 yield draft_ev
+            # -- everything this cycle needs is in: verify, (PPSD: draft), decide, flush, bookkeeping
             v = verify.next()
             busy_verify += v
-            tv = env.now
+            tail = 0.0  # serial controller work still to run (scheduled as one wait where nothing can interleave)
             if res is not None:
                 yield env.process(self._work(res, v, "verify", cycle))
             else:
-                if v > 0:
-                    yield env.timeout(v)
                 if trace:
-                    trace.span(CONTROLLER_TID, "verify", tv, v, cycle=cycle)
+                    trace.span(CONTROLLER_TID, "verify", env.now, v, cycle=cycle)
+                tail = v
             if ppsd:  # PPSD drafts after the pipeline step, serially
                 d = draft.next()
                 busy_draft += d
-                td = env.now
                 if res is not None:
                     yield env.process(self._work(res, d, "draft", cycle))
                 else:
-                    if d > 0:
-                        yield env.timeout(d)
                     if trace:
-                        trace.span(CONTROLLER_TID, "draft", td, d, cycle=cycle)
-            start_ell, outcome, got = ell, NO_VERIFY, 0
-            phase = "steady" if (ell == n or not sh.lag) else ("refill" if verified else "fill")
-            if not sh.lag:
+                        trace.span(CONTROLLER_TID, "draft", env.now + tail, d, cycle=cycle)
+                    tail += d
+            start_ell, outcome, got, grew = ell, NO_VERIFY, 0, False
+            phase = "steady" if (ell == n or not lag) else ("refill" if verified else "fill")
+            if not lag:
                 got = 1
             elif ell == n:  # the oldest token passed every stage: its logits verify the next draft
                 got, verified = 1, True
@@ -236,29 +276,31 @@ class Controller:
                     self.rejects += 1
             else:
                 ell += 1
+                grew = True
             committed += got
-            if trace and got and sh.lag:
-                trace.instant(CONTROLLER_TID, "accept" if outcome == ACCEPT else "reject", env.now, cycle=cycle)
+            if trace and got and lag:
+                trace.instant(CONTROLLER_TID, "accept" if outcome == ACCEPT else "reject", env.now + tail, cycle=cycle)
             if outcome == REJECT and committed < tokens:  # flush: pipeline = [correction], crop KV caches
                 ell = 1
                 self.refills += 1
                 fl = flush.next()
                 if trace:
-                    trace.instant(CONTROLLER_TID, "flush", env.now, cycle=cycle, crop_to=committed + 1)
-                if fl > 0:
-                    tf = env.now
-                    yield env.timeout(fl)
-                    if trace:
-                        trace.span(CONTROLLER_TID, "flush (DISCARD + KV crop)", tf, fl, cycle=cycle)
+                    trace.instant(CONTROLLER_TID, "flush", env.now + tail, cycle=cycle, crop_to=committed + 1)
+                    if fl > 0:
+                        trace.span(CONTROLLER_TID, "flush (DISCARD + KV crop)", env.now + tail, fl, cycle=cycle)
+                tail += fl
             b = bookkeeping.next()
-            if b > 0:
-                tb = env.now
-                yield env.timeout(b)
-                if trace:
-                    trace.span(CONTROLLER_TID, "bookkeeping + sync", tb, b, cycle=cycle)
+            if trace and b > 0:
+                trace.span(CONTROLLER_TID, "bookkeeping + sync", env.now + tail, b, cycle=cycle)
+            tail += b
+            t_end = env.now + tail
             if trace:
-                trace.span(CYCLE_TID, f"cycle {cycle}", t0, env.now - t0, in_flight=start_ell, outcome=outcome, phase=phase)
-            rows.append((t0, env.now, start_ell, outcome, got))
+                trace.span(CYCLE_TID, f"cycle {cycle}", t0, t_end - t0, in_flight=start_ell, outcome=outcome, phase=phase)
+            rows.append((t0, t_end, start_ell, outcome, got))
+            # the next cycle's control work follows at once: wait for both in one go
+            x = ctrl.next() if committed < tokens else 0.0
+            if tail + x > 0:
+                yield env.timeout(tail + x)
         sh.busy_ms["draft"] = busy_draft
         sh.busy_ms["verify"] = busy_verify
 
@@ -270,10 +312,10 @@ def run_pipeline(plan: PipelinePlan, tokens: int, streams: StreamSet, acc: Accep
     for a, b in zip(stages, stages[1:]):
         a.next = b
     for st in stages:
-        sh.busy_ms[f"stage {st.s}"] = 0.0
         sh.env.process(st.run())
     ctl = Controller(sh, stages, tokens, acc)
     sh.env.run(until=sh.env.process(ctl.run()))
+    sh.busy_ms.update({f"stage {st.s}": st.busy_ms for st in stages})
     cols = list(zip(*ctl.rows)) if ctl.rows else [(), (), (), (), ()]
     recs = CycleRecords(np.array(cols[0], dtype=float), np.array(cols[1], dtype=float), np.array(cols[2], dtype=np.int64),
                         np.array(cols[3], dtype=np.int64), np.array(cols[4], dtype=np.int64))

@@ -8,6 +8,8 @@ dataflow model, so asking for one under ``auto`` runs the dataflow model.
 """
 from __future__ import annotations
 
+import numbers
+
 from ..errors import InputError
 from ..scenario import MethodSpec, Scenario
 from .latency import StreamSet
@@ -26,8 +28,9 @@ def simulate(scenario: Scenario, spec: MethodSpec, tokens: int, seed: int = 0, m
     ``costs`` overrides the per-cycle fixed costs read from the scenario (control, verify,
     bookkeeping/sync, flush, control hop), e.g. with a measured profile. ``trace`` records a timeline.
     """
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+    if isinstance(tokens, bool) or not isinstance(tokens, numbers.Integral) or tokens < 1:
         raise InputError(f"tokens: expected an integer >= 1, got {tokens!r}")
+    tokens = int(tokens)
     if model not in MODELS:
         raise InputError(f"model: expected one of {', '.join(MODELS)}, got {model!r}")
     method = get_des_method(spec, scenario)
@@ -42,7 +45,7 @@ def simulate(scenario: Scenario, spec: MethodSpec, tokens: int, seed: int = 0, m
     elif model == "dataflow":
         chosen, reason = "dataflow", "forced"
     elif trace is not None:
-        chosen, reason = "dataflow", "a trace was requested (timelines come from the dataflow model)"
+        chosen, reason = "dataflow", "a trace was requested: timelines come from the dataflow model"
     elif blocker:
         chosen, reason = "dataflow", blocker
     else:

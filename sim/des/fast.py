@@ -64,7 +64,7 @@ def run_pipeline(plan: PipelinePlan, tokens: int, streams: StreamSet, acc: Accep
     n = plan.n
     if plan.method == "ar_pipeline":
         k = tokens
-        in_flight = np.full(k, n, dtype=np.int64)
+        in_flight = np.ones(k, dtype=np.int64)  # one token walks the whole pipeline
         outcome = np.full(k, NO_VERIFY, dtype=np.int64)
         flush = np.zeros(k, dtype=bool)
         committed = np.ones(k, dtype=np.int64)

@@ -1,0 +1,230 @@
+"""From one executor trace (``sim.traces.Trace``) to the samples calibration fits: :class:`RunMeasurement`.
+
+Definitions (all durations in ms, on rank 0's clock; docs/calibration.md):
+
+* stage forward: a rank's one-token ``forward`` event (decode cycles only, prefill excluded);
+* control: rank 0's cycle start -> end of its control broadcast (``ctrl_send``);
+* control hop: end of that broadcast -> start of stage 1's forward (control delivery + input receive);
+* send: a stage's send of its output to the next stage (sender side), paid before it reports to rank 0;
+* hop: a matched hidden-state message, receive end minus the later of send start and receive start
+  (``sim.traces.Hop``), by link type (same device / intra node / inter node) and size;
+* verify: rank 0 after the stages' outputs arrived (norm, head, verify, bookkeeping): ``verify`` events;
+* bookkeeping: the gap between one cycle record's end and the next one's start (loop overhead);
+* flush: mean duration of DISCARD cycles minus mean duration of the GO cycles with one token in flight
+  (the same work without the KV crop and discard);
+* AR step: single-device decode time per token (prompt decode time / decoded tokens).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..traces import Trace, load_trace
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The parts of a model config that set its timing."""
+
+    name: str
+    layers: int
+    hidden_size: int
+    intermediate_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+
+    @property
+    def key(self) -> str:
+        return (f"{self.name}:d{self.hidden_size}:ffn{self.intermediate_size}:"
+                f"h{self.num_heads}/{self.num_kv_heads}x{self.head_dim}:v{self.vocab_size}")
+
+    @property
+    def layer_mparams(self) -> float:
+        """Weights of one decoder layer (q, k, v, o, gate/up/down, two norms), millions."""
+        d, hd = self.hidden_size, self.head_dim
+        attn = d * self.num_heads * hd * 2 + d * self.num_kv_heads * hd * 2
+        return (attn + 3 * d * self.intermediate_size + 2 * d) / 1e6
+
+    @property
+    def head_mparams(self) -> float:
+        """The output head (vocab x d), millions: what verify's logits cost."""
+        return self.vocab_size * self.hidden_size / 1e6
+
+    @staticmethod
+    def from_config(cfg: dict, src: str = "model") -> "ModelShape":
+        try:
+            return ModelShape(str(cfg.get("name", "custom")), int(cfg["num_layers"]), int(cfg["hidden_size"]),
+                              int(cfg["intermediate_size"]), int(cfg["num_heads"]), int(cfg["num_kv_heads"]),
+                              int(cfg["head_dim"]), int(cfg["vocab_size"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{src}: model shape: missing or bad field ({exc})") from None
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class StageSample:
+    stage: int  # 0-based
+    layers: int
+    ranks_on_device: int
+    ms: float
+
+
+@dataclass(frozen=True)
+class PromptRun:
+    tokens: int  # N - 1 decoded tokens (the prefill token is not timed)
+    accepts: tuple[int, ...]
+    decode_ms: float
+
+
+@dataclass
+class RunMeasurement:
+    """Everything calibration and validation need from one run directory."""
+
+    path: str
+    method: str  # ar | ar_pipeline | spd
+    n: int
+    shape: ModelShape
+    split: tuple[int, ...]
+    rank_devices: tuple[str, ...]  # "host/device" per rank
+    draft_source: str | None
+    draft_layers: int
+    alpha: float | None
+    temperature: float
+    environment: dict
+    prompts: list[PromptRun]
+    stage: list[StageSample] = field(default_factory=list)
+    draft: list[tuple[int, float]] = field(default_factory=list)  # (rows, ms)
+    verify_ms: list[float] = field(default_factory=list)
+    control_ms: list[float] = field(default_factory=list)
+    control_hop_ms: list[float] = field(default_factory=list)
+    send_ms: list[float] = field(default_factory=list)
+    bookkeeping_ms: list[float] = field(default_factory=list)
+    flush_ms: float | None = None
+    hops: list[tuple[str, int, float]] = field(default_factory=list)  # (link type, bytes, latency ms)
+    ar_step_ms: list[float] = field(default_factory=list)
+
+    @property
+    def decode_tokens(self) -> int:
+        return sum(p.tokens for p in self.prompts)
+
+    @property
+    def decode_ms(self) -> float:
+        return sum(p.decode_ms for p in self.prompts)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return 1000.0 * self.decode_tokens / self.decode_ms if self.decode_ms > 0 else float("nan")
+
+    def ranks_on_device(self, rank: int) -> int:
+        return sum(1 for d in self.rank_devices if d == self.rank_devices[rank])
+
+    def link_type(self, a: int, b: int) -> str:
+        da, db = self.rank_devices[a], self.rank_devices[b]
+        if da == db:
+            return "same_device"
+        return "intra_node" if da.split("/")[0] == db.split("/")[0] else "inter_node"
+
+    @property
+    def config_key(self) -> str:
+        """Runs with the same key are the same configuration (only seeds / prompts differ): leave-one-
+        configuration-out holds all of them out together."""
+        draft = "" if self.method != "spd" else f" draft={self.draft_source}:{self.draft_layers}" + (
+            f":a{self.alpha:g}" if self.alpha is not None else "")
+        return (f"{self.method} n={self.n} {self.shape.key} split={'/'.join(map(str, self.split))}{draft} "
+                f"T={self.temperature:g} ranks={','.join(self.rank_devices)}")
+
+    @property
+    def label(self) -> str:
+        draft = f" {self.draft_source} Ls={self.draft_layers}" + (f" a={self.alpha:g}" if self.alpha is not None else "") \
+            if self.method == "spd" else ""
+        return f"{self.shape.name} {self.method} n={self.n}{draft}"
+
+
+def _ms(ns: int) -> float:
+    return ns / 1e6
+
+
+def measure(path: str | Path) -> RunMeasurement:
+    """Load one run directory and extract its samples (InputError on a trace that cannot be used)."""
+    return measure_trace(load_trace(path))
+
+
+def measure_trace(tr: Trace) -> RunMeasurement:
+    h = tr.header
+    src = str(tr.path)
+    if "model" not in h or not isinstance(h["model"], dict):
+        raise InputError(f"{src}: header: no model config (needed to relate times to the model's shape)")
+    shape = ModelShape.from_config(h["model"], f"{src}: header.model")
+    if not tr.prompts:
+        raise InputError(f"{src}: no prompt records: the run has no measured generation")
+    if tr.header.get("trace_level") not in (None, "full") and tr.method != "ar":
+        raise InputError(f"{src}: trace_level {tr.header.get('trace_level')!r}: calibration needs per-op events "
+                         "(--trace full); a cycle-level trace can only be validated against, not fitted")
+    split = tuple(int(b - a) for a, b in h.get("stage_layers") or [[0, shape.layers]])
+    devs = h.get("rank_devices") or ["cpu"]
+    hosts = h.get("hosts") or ["localhost"] * len(devs)
+    rank_devices = tuple(f"{hosts[i] if i < len(hosts) else hosts[0]}/{d}" for i, d in enumerate(devs))
+    draft = h.get("draft") or {}
+    env = dict(h.get("env") or {})
+    env["device_names"] = sorted(set(h.get("device_names") or []))
+    m = RunMeasurement(
+        path=src, method=tr.method, n=tr.n, shape=shape, split=split, rank_devices=rank_devices,
+        draft_source=draft.get("source") if tr.method == "spd" else None,
+        draft_layers=int(draft.get("layers") or 0) if tr.method == "spd" else 0,
+        alpha=(float(draft["alpha"]) if draft.get("alpha") is not None else None) if tr.method == "spd" else None,
+        temperature=float(h.get("temperature", 0.0)), environment=env,
+        prompts=[PromptRun(p.N - 1, tuple(int(a) for a in p.accepts), _ms(p.decode_ns)) for p in tr.prompts if p.N >= 2],
+    )
+    if m.method == "ar":
+        m.ar_step_ms = [p.decode_ms / p.tokens for p in m.prompts if p.tokens > 0]
+        return m
+    _pipeline_samples(tr, m)
+    return m
+
+
+def _pipeline_samples(tr: Trace, m: RunMeasurement) -> None:
+    cycles = {(c.prompt, c.cycle): c for c in tr.cycles}
+    ctrl = {(e.prompt, e.cycle): e for e in tr.select("ctrl_send", 0) if e.cycle > 0}
+    for e in tr.events:
+        if e.cycle <= 0:
+            continue  # prefill / warm-up
+        if e.name == "forward" and e.rank >= 1:
+            s = e.rank - 1
+            m.stage.append(StageSample(s, m.split[s], m.ranks_on_device(e.rank), e.duration_ms))
+            if s == 0 and (e.prompt, e.cycle) in ctrl:
+                m.control_hop_ms.append(_ms(e.t0_ns - ctrl[(e.prompt, e.cycle)].t1_ns))
+        elif e.name == "draft" and e.rank == 0 and (e.prompt, e.cycle) in cycles:
+            m.draft.append((cycles[(e.prompt, e.cycle)].in_flight + 1, e.duration_ms))
+        elif e.name == "verify" and e.rank == 0:
+            m.verify_ms.append(e.duration_ms)
+        elif e.name == "send" and e.rank >= 1 and e.extra.get("what") == "hidden":
+            m.send_ms.append(e.duration_ms)
+    for key, c in cycles.items():
+        if key in ctrl:
+            m.control_ms.append(_ms(ctrl[key].t1_ns - c.t0_ns))
+    by_prompt = defaultdict(list)
+    for c in tr.cycles:
+        by_prompt[c.prompt].append(c)
+    for cs in by_prompt.values():
+        cs.sort(key=lambda c: c.cycle)
+        m.bookkeeping_ms.extend(_ms(b.t0_ns - a.t1_ns) for a, b in zip(cs, cs[1:]))
+    # flush: a reject cycle plus the DISCARD cycle after it, against an accept cycle plus a GO cycle with
+    # one token in flight (the executor crops in the DISCARD cycle, the simulator charges the reject cycle)
+    nxt = {(c.prompt, c.cycle): cycles.get((c.prompt, c.cycle + 1)) for c in tr.cycles}
+    pairs = [c.duration_ms + nxt[(c.prompt, c.cycle)].duration_ms for c in tr.cycles
+             if c.event == "reject" and nxt[(c.prompt, c.cycle)] is not None]
+    acc = [c.duration_ms for c in tr.cycles if c.event == "accept"]
+    go1 = [c.duration_ms for c in tr.cycles if c.control == "GO" and c.in_flight == 1]
+    if pairs and acc and go1:
+        m.flush_ms = max(float(np.mean(pairs) - np.mean(acc) - np.mean(go1)), 0.0)
+    for hop in tr.hops():
+        a, b = (int(x) for x in hop.link.split("->"))
+        m.hops.append((m.link_type(a, b), int(hop.send.extra.get("bytes") or 0), hop.latency_ns / 1e6))

@@ -1,0 +1,210 @@
+"""Fit a :class:`~sim.calibration.profile.Profile` from run measurements (scipy least squares).
+
+The model (docs/calibration.md, "Fitting model"):
+
+* stage forward of k layers on a device shared by r ranks: ``(k * a(shape) + b) * (1 + kappa (r - 1))``,
+  fitted with ``scipy.optimize.least_squares`` on the per-(run, stage) medians, relative residuals (so
+  small and large stages weigh alike), one ``a`` per measured shape, shared ``b`` and ``kappa``; then
+  ``a(shape) = a0 + a1 * layer_mparams`` across shapes (weighted linear least squares, a0, a1 >= 0) for
+  shapes that were never measured. ``b`` (or ``kappa``) is fixed at 0 when the data cannot separate it
+  (a single layer count, a single sharing level);
+* controller costs (control, verify, draft) are linear in a few features (const, stages, head size,
+  draft layers x rows) fitted with ``scipy.optimize.lsq_linear`` (coefficients >= 0) on per-run medians,
+  after dividing out the contention factor of rank 0's device; a feature that does not vary in the
+  data is dropped (its effect is absorbed by the constant);
+* hops: per link type, the one-token latency distribution, plus a size slope when sizes vary;
+* spreads: measured / per-run median, pooled, as distributions of ratios.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import numpy as np
+from scipy.optimize import least_squares, lsq_linear
+
+from ..errors import InputError
+from .extract import ModelShape, RunMeasurement
+from .profile import LINK_TYPES, Dist, LinearFit, Profile, StageModel
+
+
+def fit_linear(features: list[dict[str, float]], y: list[float], names: tuple[str, ...]) -> LinearFit:
+    """Non-negative least squares y ~ X·coef over the named features; constant / collinear columns dropped."""
+    if not y:
+        return LinearFit({"const": 0.0}, 0.0, 0)
+    X_all = np.array([[f.get(n, 1.0 if n == "const" else 0.0) for n in names] for f in features], dtype=float)
+    yv = np.asarray(y, dtype=float)
+    keep: list[int] = []
+    for j, n in enumerate(names):
+        col = X_all[:, j]
+        if n != "const" and np.ptp(col) == 0:
+            continue
+        trial = keep + [j]
+        if np.linalg.matrix_rank(X_all[:, trial]) == len(trial):
+            keep = trial
+    X = X_all[:, keep]
+    if len(yv) < len(keep):  # fewer points than parameters: keep the constant only
+        keep = [names.index("const")] if "const" in names else keep[:1]
+        X = X_all[:, keep]
+    res = lsq_linear(X, yv, bounds=(0.0, np.inf))
+    pred = X @ res.x
+    rmse = float(np.sqrt(np.mean((pred - yv) ** 2)))
+    return LinearFit({names[j]: float(c) for j, c in zip(keep, res.x)}, rmse, len(yv))
+
+
+def _med(x) -> float:
+    return float(np.median(np.asarray(x, dtype=float)))
+
+
+def fit_stage(runs: list[RunMeasurement]) -> StageModel:
+    groups = defaultdict(list)
+    for ri, r in enumerate(runs):
+        for s in r.stage:
+            groups[(ri, s.stage)].append(s)
+    if not groups:
+        raise InputError("calibrate: no stage forward events in the traces (need at least one ar_pipeline or spd run "
+                         "traced with --trace full)")
+    shapes = sorted({runs[ri].shape.key for ri, _ in groups})
+    rows = []  # (shape index, layers, ranks_on_device, median ms, count)
+    ratios = []
+    for (ri, _), ss in groups.items():
+        ms = [s.ms for s in ss]
+        med = _med(ms)
+        rows.append((shapes.index(runs[ri].shape.key), ss[0].layers, ss[0].ranks_on_device, med, len(ms)))
+        if med > 0:
+            ratios.extend(np.asarray(ms) / med)
+    arr = np.array(rows, dtype=float)
+    si, k, r, y, cnt = arr.T
+    fit_b = len(set(k.tolist())) > 1
+    fit_kappa = len(set(r.tolist())) > 1
+    w = np.sqrt(cnt)
+
+    def unpack(p):
+        a = p[:len(shapes)]
+        b = p[len(shapes)] if fit_b else 0.0
+        kap = p[len(shapes) + int(fit_b)] if fit_kappa else 0.0
+        return a, b, kap
+
+    def model(p):
+        a, b, kap = unpack(p)
+        return (k * a[si.astype(int)] + b) * (1.0 + kap * (r - 1.0))
+
+    x0 = [max(_med(y[si == j] / k[si == j]), 1e-6) for j in range(len(shapes))] + [0.0] * (int(fit_b) + int(fit_kappa))
+    sol = least_squares(lambda p: w * (model(p) - y) / y, x0, bounds=(0.0, np.inf))
+    a, b, kap = unpack(sol.x)
+    rmse = float(np.sqrt(np.mean((model(sol.x) - y) ** 2)))
+    # a(shape) across widths: a = a0 + a1 * layer_mparams (weighted by forwards measured)
+    params = {key: next(rr.shape for rr in runs if rr.shape.key == key).layer_mparams for key in shapes}
+    feats = [{"const": 1.0, "layer_mparams": params[key]} for key in shapes]
+    line = fit_linear(feats, list(a), ("const", "layer_mparams"))
+    return StageModel(a0_ms=line.coef.get("const", 0.0), a1_ms_per_mparam=line.coef.get("layer_mparams", 0.0),
+                      b_ms=float(b), kappa=float(kap), per_shape_layer_ms={key: float(v) for key, v in zip(shapes, a)},
+                      spread=Dist.of(ratios), rmse_ms=rmse, points=len(rows))
+
+
+def _rank0_contention(stage: StageModel, r: RunMeasurement) -> float:
+    return stage.contention(r.ranks_on_device(0))
+
+
+def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> Profile:
+    """The profile of a set of runs (all from one machine: their environments are merged, differences noted)."""
+    if not runs:
+        raise InputError("calibrate: no runs given")
+    pipe = [r for r in runs if r.method != "ar"]
+    stage = fit_stage(pipe)
+    notes = list(notes or [])
+
+    # single-device AR step: L x layer + extra(head)
+    ar_feats, ar_y, ar_ratios = [], [], []
+    for r in runs:
+        if r.method == "ar" and r.ar_step_ms:
+            base = r.shape.layers * stage.layer_ms(r.shape.key, r.shape.layer_mparams)
+            m = float(np.mean(r.ar_step_ms))
+            ar_feats.append({"const": 1.0, "head_mparams": r.shape.head_mparams})
+            ar_y.append(max(m - base, 0.0))
+            ar_ratios.extend(np.asarray(r.ar_step_ms) / m)
+
+    # controller costs, per run medians with rank 0's contention divided out
+    ctrl_f, ctrl_y, ver_f, ver_y, cost_ratios = [], [], [], [], []
+    draft_f: dict[str, list] = defaultdict(list)
+    draft_y: dict[str, list] = defaultdict(list)
+    draft_ratios = []
+    for r in pipe:
+        c0 = _rank0_contention(stage, r)
+        f = {"const": 1.0, "stages": float(r.n), "head_mparams": r.shape.head_mparams}
+        if r.control_ms:
+            ctrl_f.append(f)
+            ctrl_y.append(_med(r.control_ms) / c0)
+        if r.verify_ms:
+            ver_f.append(f)
+            m = _med(r.verify_ms)
+            ver_y.append(m / c0)
+            if m > 0:
+                cost_ratios.extend(np.asarray(r.verify_ms) / m)
+        if r.draft and r.draft_source:
+            by_rows = defaultdict(list)
+            for rows, ms in r.draft:
+                by_rows[rows].append(ms)
+            for rows, ms in by_rows.items():
+                med = _med(ms)
+                draft_f[r.draft_source].append({"const": 1.0, "draft_layers": float(r.draft_layers),
+                                                "draft_layer_rows": float(r.draft_layers * rows)})
+                draft_y[r.draft_source].append(med / c0)
+                if med > 0:
+                    draft_ratios.extend(np.asarray(ms) / med)
+
+    hops: dict[str, Dist] = {}
+    slopes: dict[str, float] = {}
+    for lt in LINK_TYPES:
+        hs = [(b, ms) for r in pipe for (t, b, ms) in r.hops if t == lt]
+        if not hs:
+            continue
+        sizes = np.array([b for b, _ in hs], dtype=float)
+        lat = np.array([ms for _, ms in hs], dtype=float)
+        small = sizes == sizes.min()
+        hops[lt] = Dist.of(lat[small])
+        slopes[lt] = 0.0
+        if np.ptp(sizes) > 0:
+            lin = fit_linear([{"const": 1.0, "kb": s / 1024.0} for s in sizes], list(lat), ("const", "kb"))
+            slopes[lt] = lin.coef.get("kb", 0.0)
+    if not hops:
+        raise InputError("calibrate: no matched hidden-state sends/receives in the traces (need --trace full pipeline runs)")
+
+    flush = [r.flush_ms for r in pipe if r.flush_ms is not None]
+    envs = [r.environment for r in runs]
+    env = dict(envs[0])
+    for e in envs[1:]:
+        for k, v in e.items():
+            if k in ("torch", "cuda", "driver", "device_names") and env.get(k) != v:
+                notes.append(f"traces disagree on environment {k}: {env.get(k)!r} vs {v!r}")
+    if not ar_y:
+        notes.append("no single-device AR run: the AR step's non-layer part (embedding, head, sampling) is taken "
+                     "from the verify fit")
+    shapes = {r.shape.key: r.shape.to_json() for r in runs}
+    ar_extra = fit_linear(ar_feats, ar_y, ("const", "head_mparams")) if ar_y else \
+        fit_linear(ver_f, ver_y, ("const", "head_mparams"))
+    return Profile(
+        environment=env, stage=stage, ar_extra=ar_extra, ar_spread=Dist.of(ar_ratios) if ar_ratios else Dist(1.0),
+        draft={src: fit_linear(draft_f[src], draft_y[src], ("const", "draft_layers", "draft_layer_rows")) for src in draft_f},
+        draft_spread=Dist.of(draft_ratios) if draft_ratios else Dist(1.0), hops=hops, hop_ms_per_kb=slopes,
+        control=fit_linear(ctrl_f, ctrl_y, ("const", "stages")),
+        control_hop=Dist.of([x for r in pipe for x in r.control_hop_ms]),
+        send_ms=Dist.of([x for r in pipe for x in r.send_ms]),
+        verify=fit_linear(ver_f, ver_y, ("const", "head_mparams", "stages")),
+        bookkeeping=Dist.of([x for r in pipe for x in r.bookkeeping_ms]),
+        flush=Dist.of(flush) if flush else Dist(0.0), cost_spread=Dist.of(cost_ratios) if cost_ratios else Dist(1.0),
+        source={"traces": [r.path for r in runs], "configurations": sorted({r.config_key for r in runs}),
+                "shapes": shapes, "created_unix_s": time.time(), "notes": notes},
+    )
+
+
+def shape_lookup(profile: Profile, name: str | None, hidden_size: int | None, layers: int) -> ModelShape | None:
+    """A shape the profile has measured, by name (and width when given)."""
+    for d in (profile.source.get("shapes") or {}).values():
+        try:
+            s = ModelShape(**d)
+        except TypeError:
+            continue
+        if name and s.name == name and (hidden_size is None or s.hidden_size == hidden_size):
+            return s
+    return None

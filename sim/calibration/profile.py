@@ -1,0 +1,256 @@
+"""The hardware/software profile: what `spd calibrate` fits and `--profile` consumes (versioned JSON).
+
+docs/calibration.md documents every field. All times are milliseconds (names end in ``_ms``); parameter
+counts are millions (``_mparams``). A profile says *how long things take* on one machine + software stack,
+never how often drafts are accepted: acceptance always comes from a scenario or a measured sequence.
+
+Spread: every fitted duration carries a :class:`Dist` (mean, coefficient of variation, and up to
+``MAX_SAMPLES`` measured samples as quantiles) so a scenario can use a lognormal or the empirical
+distribution instead of the mean alone.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import atomic_write_json
+
+PROFILE_FORMAT = "spd-profile"
+PROFILE_VERSION = 1
+MAX_SAMPLES = 64  # quantiles kept per distribution: enough for an empirical draw, small files
+LINK_TYPES = ("same_device", "intra_node", "inter_node")
+# environment keys that make a profile non-transferable when they differ
+ENV_KEYS = ("torch", "cuda", "driver", "device_names")
+
+
+class ProfileMismatchWarning(UserWarning):
+    """A profile measured on another device / software stack is being applied here."""
+
+
+@dataclass(frozen=True)
+class Dist:
+    """A duration distribution in ms: mean, CV (std/mean) and quantile samples (may be empty)."""
+
+    mean_ms: float
+    cv: float = 0.0
+    samples_ms: tuple[float, ...] = ()
+
+    @staticmethod
+    def of(samples, max_samples: int = MAX_SAMPLES) -> "Dist":
+        x = np.asarray([s for s in samples if math.isfinite(s)], dtype=float)
+        if x.size == 0:
+            return Dist(0.0)
+        m = float(x.mean())
+        cv = float(x.std() / m) if m > 0 else 0.0
+        q = np.quantile(x, (np.arange(max_samples) + 0.5) / max_samples) if x.size > max_samples else np.sort(x)
+        return Dist(m, cv, tuple(round(float(v), 6) for v in q))
+
+    def scaled(self, factor: float) -> "Dist":
+        return Dist(self.mean_ms * factor, self.cv, tuple(s * factor for s in self.samples_ms))
+
+    def to_json(self) -> dict:
+        return {"mean_ms": self.mean_ms, "cv": self.cv, "samples_ms": list(self.samples_ms)}
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """y_ms = sum(coef[name] * feature[name]); features not listed are 0. ``rmse_ms`` on the fitted points."""
+
+    coef: dict[str, float]
+    rmse_ms: float = 0.0
+    points: int = 0
+
+    def __call__(self, **features: float) -> float:
+        return float(sum(c * features.get(k, 1.0 if k == "const" else 0.0) for k, c in self.coef.items()))
+
+
+@dataclass(frozen=True)
+class StageModel:
+    """Stage forward of ``k`` layers of a model with ``layer_mparams`` parameters per layer, on a device
+    shared by ``r`` ranks:  t = (k * (a0_ms + a1_ms_per_mparam * layer_mparams) + b_ms) * (1 + kappa * (r - 1)).
+
+    ``per_shape_layer_ms`` holds the per-layer time fitted for each width seen (keyed by the shape key),
+    used instead of the cross-width line when the shape was measured. ``spread`` is the per-forward
+    multiplicative jitter (measured / fitted within one run), a distribution of ratios around 1.
+    """
+
+    a0_ms: float
+    a1_ms_per_mparam: float
+    b_ms: float
+    kappa: float = 0.0
+    per_shape_layer_ms: dict[str, float] = field(default_factory=dict)
+    spread: Dist = Dist(1.0)
+    rmse_ms: float = 0.0
+    points: int = 0
+
+    def layer_ms(self, shape_key: str | None, layer_mparams: float) -> float:
+        if shape_key is not None and shape_key in self.per_shape_layer_ms:
+            return self.per_shape_layer_ms[shape_key]
+        return self.a0_ms + self.a1_ms_per_mparam * layer_mparams
+
+    def contention(self, ranks_on_device: int) -> float:
+        return 1.0 + self.kappa * max(ranks_on_device - 1, 0)
+
+    def forward_ms(self, layers: int, shape_key: str | None, layer_mparams: float, ranks_on_device: int = 1) -> float:
+        return (layers * self.layer_ms(shape_key, layer_mparams) + self.b_ms) * self.contention(ranks_on_device)
+
+
+@dataclass(frozen=True)
+class Profile:
+    environment: dict
+    stage: StageModel
+    ar_extra: LinearFit  # single-device AR step minus L x layer: embedding + head + sampling (features: const, head_mparams)
+    ar_spread: Dist  # ratio measured / modelled AR step
+    draft: dict[str, LinearFit]  # per draft source ("replay", "pdm"): features const, draft_layers, draft_layer_rows
+    draft_spread: Dist
+    hops: dict[str, Dist]  # link type -> one-way latency of a one-token hidden state
+    hop_ms_per_kb: dict[str, float]  # link type -> size slope (0 when sizes did not vary)
+    control: LinearFit  # rank 0: cycle start -> control broadcast done (features: const, stages)
+    control_hop: Dist  # broadcast done -> the stage starts its forward (control delivery + input receive)
+    send_ms: Dist  # a stage's send of its output to the next stage (sender side), before it reports to rank 0
+    verify: LinearFit  # rank 0 after the outputs arrive: norm + head + verify + bookkeeping (features: const, head_mparams, stages)
+    bookkeeping: Dist  # gap between the end of one cycle and the start of the next
+    flush: Dist  # extra time of a reject cycle (DISCARD + KV crop) over an accept cycle
+    cost_spread: Dist  # ratio measured / modelled of the controller's fixed costs
+    version: int = PROFILE_VERSION
+    source: dict = field(default_factory=dict)  # traces, notes, fit diagnostics
+    instrumentation: dict | None = None  # published profile only: how the breakdown was reconciled
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d = {"format": PROFILE_FORMAT, **d}
+        return json.loads(json.dumps(d, allow_nan=False))
+
+    def save(self, path: str | Path) -> Path:
+        return atomic_write_json(path, self.to_json())
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def _dist(obj: Any, src: str, fld: str) -> Dist:
+    if not isinstance(obj, dict) or "mean_ms" not in obj:
+        raise InputError(f"{src}: {fld}: expected {{\"mean_ms\": ..., \"cv\": ..., \"samples_ms\": [...]}}")
+    try:
+        mean = float(obj["mean_ms"])
+        cv = float(obj.get("cv", 0.0))
+        samples = tuple(float(s) for s in obj.get("samples_ms", ()))
+    except (TypeError, ValueError):
+        raise InputError(f"{src}: {fld}: numbers expected") from None
+    if not (math.isfinite(mean) and mean >= 0 and math.isfinite(cv) and cv >= 0) or any(not (s >= 0) for s in samples):
+        raise InputError(f"{src}: {fld}: times and cv must be finite and >= 0")
+    return Dist(mean, cv, samples)
+
+
+def _lin(obj: Any, src: str, fld: str) -> LinearFit:
+    if not isinstance(obj, dict) or not isinstance(obj.get("coef"), dict):
+        raise InputError(f"{src}: {fld}: expected {{\"coef\": {{feature: ms}}}}")
+    try:
+        coef = {str(k): float(v) for k, v in obj["coef"].items()}
+    except (TypeError, ValueError):
+        raise InputError(f"{src}: {fld}.coef: numbers expected") from None
+    if any(not math.isfinite(v) for v in coef.values()):
+        raise InputError(f"{src}: {fld}.coef: must be finite")
+    return LinearFit(coef, float(obj.get("rmse_ms", 0.0)), int(obj.get("points", 0)))
+
+
+def _num(obj: dict, key: str, src: str, fld: str, default: float | None = None) -> float:
+    v = obj.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise InputError(f"{src}: {fld}.{key}: expected a finite number, got {v!r}")
+    return float(v)
+
+
+def parse_profile(obj: Any, src: str = "profile") -> Profile:
+    if not isinstance(obj, dict) or obj.get("format") != PROFILE_FORMAT:
+        raise InputError(f"{src}: not an {PROFILE_FORMAT} file (missing \"format\": \"{PROFILE_FORMAT}\")")
+    if obj.get("version") != PROFILE_VERSION:
+        raise InputError(f"{src}: version: unsupported profile version {obj.get('version')!r} (this build reads {PROFILE_VERSION})")
+    try:
+        st = obj["stage"]
+        if not isinstance(st, dict):
+            raise InputError(f"{src}: stage: expected an object")
+        stage = StageModel(
+            a0_ms=_num(st, "a0_ms", src, "stage"), a1_ms_per_mparam=_num(st, "a1_ms_per_mparam", src, "stage"),
+            b_ms=_num(st, "b_ms", src, "stage"), kappa=_num(st, "kappa", src, "stage", 0.0),
+            per_shape_layer_ms={str(k): float(v) for k, v in (st.get("per_shape_layer_ms") or {}).items()},
+            spread=_dist(st.get("spread", {"mean_ms": 1.0}), src, "stage.spread"),
+            rmse_ms=_num(st, "rmse_ms", src, "stage", 0.0), points=int(st.get("points", 0)))
+        draft = obj["draft"]
+        if not isinstance(draft, dict):
+            raise InputError(f"{src}: draft: expected an object of draft sources")
+        hops = obj["hops"]
+        if not isinstance(hops, dict) or not hops or any(k not in LINK_TYPES for k in hops):
+            raise InputError(f"{src}: hops: expected an object keyed by link type ({', '.join(LINK_TYPES)})")
+        env = obj.get("environment")
+        if not isinstance(env, dict):
+            raise InputError(f"{src}: environment: expected an object")
+        return Profile(
+            environment=env, stage=stage, ar_extra=_lin(obj["ar_extra"], src, "ar_extra"),
+            ar_spread=_dist(obj["ar_spread"], src, "ar_spread"),
+            draft={str(k): _lin(v, src, f"draft.{k}") for k, v in draft.items()},
+            draft_spread=_dist(obj["draft_spread"], src, "draft_spread"),
+            hops={k: _dist(v, src, f"hops.{k}") for k, v in hops.items()},
+            hop_ms_per_kb={str(k): float(v) for k, v in (obj.get("hop_ms_per_kb") or {}).items()},
+            control=_lin(obj["control"], src, "control"), control_hop=_dist(obj["control_hop"], src, "control_hop"),
+            send_ms=_dist(obj["send_ms"], src, "send_ms"), verify=_lin(obj["verify"], src, "verify"),
+            bookkeeping=_dist(obj["bookkeeping"], src, "bookkeeping"), flush=_dist(obj["flush"], src, "flush"),
+            cost_spread=_dist(obj["cost_spread"], src, "cost_spread"), version=PROFILE_VERSION,
+            source=obj.get("source") or {}, instrumentation=obj.get("instrumentation"),
+        )
+    except KeyError as exc:
+        raise InputError(f"{src}: missing field {exc.args[0]!r}") from None
+
+
+def load_profile(path: str | Path, here: dict | None = None) -> Profile:
+    """Read and validate a profile; warn (ProfileMismatchWarning) when ``here`` (an environment dict of the
+    machine the prediction is for) differs from the profile's in torch / CUDA / driver / device names."""
+    p = Path(path)
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{p}: profile not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{p}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    prof = parse_profile(obj, str(p))
+    if here is not None:
+        check_environment(prof, here, str(p))
+    return prof
+
+
+def environment_mismatch(profile_env: dict, here: dict) -> list[str]:
+    """Keys of ENV_KEYS whose values differ (keys absent on either side are not compared)."""
+    out = []
+    for k in ENV_KEYS:
+        a, b = profile_env.get(k), here.get(k)
+        if a is not None and b is not None and a != b:
+            out.append(f"{k}: profile {a!r} vs here {b!r}")
+    return out
+
+
+def check_environment(profile: Profile, here: dict, src: str = "profile") -> list[str]:
+    diffs = environment_mismatch(profile.environment, here)
+    if diffs:
+        warnings.warn(f"{src}: measured on another machine/software stack ({'; '.join(diffs)}): "
+                      "its timings may not transfer", ProfileMismatchWarning, stacklevel=2)
+    return diffs
+
+
+def local_environment() -> dict:
+    """This machine's environment in the profile's terms, without importing torch unless it is installed
+    (the sim package stays torch-free: torch's version is read from package metadata)."""
+    from importlib import metadata
+
+    env: dict = {}
+    try:
+        env["torch"] = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        env["torch"] = None
+    return env

@@ -1,0 +1,154 @@
+"""Leave-one-configuration-out validation: predict each measured run from a profile fitted on the others.
+
+For a run of configuration C, the profile is fitted on every run whose configuration differs from C
+(all seeds / repeats of C are held out together), the run's own accept/reject sequence is replayed
+prompt by prompt (so what is validated is the timing model, not the acceptance), and the simulator
+predicts each prompt's decode time; the closed form (steady state at the run's accept fraction, finite
+N) is reported beside it. Speedup = tokens/s over single-device AR tokens/s of the same model shape:
+measured against a measured AR run in the set, predicted against the held-out profile's AR step.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from ..closed_form import predict_scenario
+from ..des import simulate
+from ..errors import InputError
+from ..scenario import Acceptance
+from .extract import RunMeasurement
+from .fit import fit_profile
+from .profile import Profile
+from .profile_to_scenario import calibrated_method
+
+
+@dataclass
+class RunPrediction:
+    label: str
+    config: str
+    path: str
+    method: str
+    n: int
+    measured_tokens_per_s: float
+    predicted_tokens_per_s: float | None = None  # simulator, acceptance replayed
+    closed_form_tokens_per_s: float | None = None
+    measured_speedup: float | None = None
+    predicted_speedup: float | None = None
+    closed_form_speedup: float | None = None
+    rel_error_tokens_per_s: float | None = None
+    rel_error_speedup: float | None = None
+    trained_on: int = 0  # runs in the profile that predicted it
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def error(self) -> float | None:
+        """The error the bound applies to: speedup where a measured AR baseline exists, else tokens/s."""
+        return self.rel_error_speedup if self.rel_error_speedup is not None else self.rel_error_tokens_per_s
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _rel(pred: float | None, meas: float | None) -> float | None:
+    if pred is None or meas is None or not meas or not math.isfinite(pred) or not math.isfinite(meas):
+        return None
+    return (pred - meas) / meas
+
+
+def predict_run(profile: Profile, run: RunMeasurement, seed: int = 0, spread: str = "lognormal") -> dict:
+    """Predicted tokens/s (simulator and closed form) and the predicted AR tokens/s for one measured run."""
+    extra = {"tokens": max(int(round(np.mean([p.tokens for p in run.prompts]))) + 1, 3)} if run.method == "spd" else None
+    cal = calibrated_method(profile, run.shape, run.method, stages=run.n, draft_layers=run.draft_layers or 1,
+                            split=run.split if run.method != "ar" else None, placement=run.rank_devices,
+                            draft_source=run.draft_source, spread=spread, name=run.label, extra=extra)
+    scen, spec = cal.scenario, cal.scenario.methods[0]
+    ar_tok_s = 1000.0 / scen.ar_token_ms()
+    total_ms, total_tok = 0.0, 0
+    for i, p in enumerate(run.prompts):
+        if p.tokens < 1:
+            continue
+        s = scen
+        if run.method == "spd":
+            if len(p.accepts) < p.tokens:
+                raise InputError(f"{run.path}: prompt {i}: {len(p.accepts)} recorded verifications for {p.tokens} decoded tokens")
+            seq = tuple(p.accepts[:p.tokens])
+            s = replace(scen, acceptance=Acceptance(sum(seq) / len(seq), "sequence", sequence=seq))
+        res = simulate(s, spec, p.tokens, seed=seed + i, costs=cal.costs if run.method != "ar" else None)
+        total_ms += res.time_ms
+        total_tok += p.tokens
+    sim_tok_s = 1000.0 * total_tok / total_ms if total_ms > 0 else None
+    alpha = None
+    if run.method == "spd":
+        allacc = [a for p in run.prompts for a in p.accepts]
+        alpha = sum(allacc) / len(allacc) if allacc else 1.0
+    cf_scen = replace(scen, acceptance=Acceptance(alpha)) if alpha is not None else scen
+    cf = predict_scenario(cf_scen)[0]
+    return {"sim_tokens_per_s": sim_tok_s, "closed_form_tokens_per_s": cf.tokens_per_s, "ar_tokens_per_s": ar_tok_s,
+            "notes": list(cal.notes)}
+
+
+def measured_ar_tokens_per_s(runs: list[RunMeasurement], run: RunMeasurement) -> float | None:
+    """Measured single-device AR tokens/s for the run's model shape on the same kind of device."""
+    same = [r for r in runs if r.method == "ar" and r.shape.key == run.shape.key
+            and r.environment.get("device_names") == run.environment.get("device_names")]
+    if not same:
+        return None
+    tok = sum(r.decode_tokens for r in same)
+    ms = sum(r.decode_ms for r in same)
+    return 1000.0 * tok / ms if ms > 0 else None
+
+
+def validate_runs(runs: list[RunMeasurement], profile: Profile | None = None, seed: int = 0,
+                  spread: str = "lognormal") -> list[RunPrediction]:
+    """``profile`` None: leave-one-configuration-out (a profile per held-out configuration)."""
+    if not runs:
+        raise InputError("validate: no runs given")
+    fitted: dict[str, Profile | str] = {}
+    out = []
+    for run in runs:
+        key = run.config_key
+        if profile is not None:
+            prof, trained = profile, len(profile.source.get("traces", []))
+        else:
+            if key not in fitted:
+                others = [r for r in runs if r.config_key != key]
+                try:
+                    fitted[key] = fit_profile(others) if any(r.method != "ar" for r in others) else \
+                        "no pipeline run among the other configurations"
+                except InputError as exc:
+                    fitted[key] = str(exc)
+            prof = fitted[key]
+            trained = sum(1 for r in runs if r.config_key != key)
+        rp = RunPrediction(run.label, key, run.path, run.method, run.n, run.tokens_per_s, trained_on=trained)
+        if isinstance(prof, str):
+            rp.notes.append(f"not predicted: {prof}")
+            out.append(rp)
+            continue
+        try:
+            pr = predict_run(prof, run, seed, spread)
+        except InputError as exc:
+            rp.notes.append(f"not predicted: {exc}")
+            out.append(rp)
+            continue
+        rp.predicted_tokens_per_s = pr["sim_tokens_per_s"]
+        rp.closed_form_tokens_per_s = pr["closed_form_tokens_per_s"]
+        rp.notes.extend(pr["notes"])
+        rp.rel_error_tokens_per_s = _rel(rp.predicted_tokens_per_s, rp.measured_tokens_per_s)
+        ar_meas = measured_ar_tokens_per_s(runs, run)
+        if ar_meas and run.method != "ar":
+            rp.measured_speedup = run.tokens_per_s / ar_meas
+            rp.predicted_speedup = rp.predicted_tokens_per_s / pr["ar_tokens_per_s"] if rp.predicted_tokens_per_s else None
+            rp.closed_form_speedup = (rp.closed_form_tokens_per_s / pr["ar_tokens_per_s"]
+                                      if rp.closed_form_tokens_per_s else None)
+            rp.rel_error_speedup = _rel(rp.predicted_speedup, rp.measured_speedup)
+        out.append(rp)
+    return out
+
+
+def error_summary(preds: list[RunPrediction]) -> dict:
+    errs = [abs(p.error) for p in preds if p.error is not None]
+    return {"runs": len(preds), "predicted": len(errs),
+            "median_abs_rel_error": float(np.median(errs)) if errs else None,
+            "max_abs_rel_error": float(np.max(errs)) if errs else None}

@@ -1,0 +1,53 @@
+"""`spd calibrate TRACES... -o profile.json` | `spd calibrate --published [PATH] -o profile.json`.
+
+Fits a hardware/software profile (docs/calibration.md) from executor traces (run directories, folders of
+them, or trace.jsonl.gz files). ``--published`` builds the published implementation's profile from its
+cycle breakdowns and two wall-clock speedups (shared/data/published_spd.json) instead.
+"""
+from __future__ import annotations
+
+import json
+
+
+def add_arguments(p) -> None:
+    p.add_argument("traces", nargs="*", help="run directories / folders of runs / trace.jsonl(.gz) files")
+    p.add_argument("-o", "--out", required=True, help="profile JSON to write")
+    p.add_argument("--published", nargs="?", const="", default=None, metavar="PATH",
+                   help="build the published implementation's profile (default PATH: the shared published_spd.json)")
+
+
+def run(args) -> int:
+    from ..errors import InputError
+
+    if args.published is not None:
+        from ..calibration.published import build_published_profile, load_published
+
+        if args.traces:
+            raise InputError("--published takes no traces")
+        data = load_published(args.published or None)
+        prof = build_published_profile(data)
+        prof.save(args.out)
+        inst = prof.instrumentation
+        print(f"published profile -> {args.out}: compute factor {inst['compute_factor']:.4f}, "
+              f"fixed-cost factor {inst['fixed_factor']:.4f} (wall-clock / instrumented)")
+        return 0
+    if not args.traces:
+        raise InputError("give at least one trace (run directory) or --published")
+    from ..calibration.fit import fit_profile
+    from ..calibration.inputs import load_runs
+
+    runs = load_runs(args.traces)
+    prof = fit_profile(runs)
+    prof.save(args.out)
+    st = prof.stage
+    print(f"profile of {len(runs)} run(s), {len(prof.source['configurations'])} configuration(s) -> {args.out}")
+    for key, v in st.per_shape_layer_ms.items():
+        print(f"  layer {key}: {v:.4f} ms")
+    print(f"  stage: a(d) = {st.a0_ms:.4f} + {st.a1_ms_per_mparam:.5f} ms/Mparam; b = {st.b_ms:.4f} ms; "
+          f"contention kappa = {st.kappa:.3f}; forward CV {st.spread.cv:.3f}")
+    print("  hops: " + ", ".join(f"{k} {d.mean_ms:.4f} ms (cv {d.cv:.2f})" for k, d in prof.hops.items()))
+    print(f"  control {json.dumps(prof.control.coef)}; verify {json.dumps(prof.verify.coef)}; "
+          f"bookkeeping {prof.bookkeeping.mean_ms:.4f} ms; flush {prof.flush.mean_ms:.4f} ms")
+    for note in prof.source.get("notes", []):
+        print(f"  note: {note}")
+    return 0

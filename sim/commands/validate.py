@@ -1,0 +1,66 @@
+"""`spd validate RUNS... [--profile-from-others | --profile P] [--max-error E] -o REPORT_DIR` and
+`spd validate --published [PATH]` (the published implementation's forecast table).
+
+Leave-one-configuration-out by default (``--profile-from-others``): each run is predicted by a profile
+fitted on the runs of every other configuration. Exit 1 when ``--max-error`` is exceeded, 2 on bad input.
+"""
+from __future__ import annotations
+
+import sys
+
+
+def add_arguments(p) -> None:
+    p.add_argument("runs", nargs="*", help="run directories / folders of runs / trace.jsonl(.gz) files")
+    p.add_argument("-o", "--out", default=None, help="report directory (report.md, scatter.svg, validation.json)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--profile-from-others", action="store_true",
+                   help="leave-one-configuration-out: fit on the other configurations' runs (the default)")
+    g.add_argument("--profile", default=None, help="predict every run from this profile instead")
+    p.add_argument("--max-error", type=float, default=None,
+                   help="fail (exit 1) if any |relative error| exceeds this fraction, e.g. 0.07")
+    p.add_argument("--spread", default="lognormal", choices=("lognormal", "empirical", "constant"),
+                   help="latency distributions in the simulator")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--published", nargs="?", const="", default=None, metavar="PATH",
+                   help="print the published implementation's profile check and forecast table")
+
+
+def run(args) -> int:
+    from ..errors import InputError
+
+    if args.published is not None:
+        from ..calibration.published import build_published_profile, forecast_table, load_published
+
+        if args.runs:
+            raise InputError("--published takes no runs")
+        data = load_published(args.published or None)
+        print(forecast_table(data, build_published_profile(data)))
+        return 0
+    if not args.runs:
+        raise InputError("give run directories to validate (or --published)")
+    if args.out is None:
+        raise InputError("-o/--out: report directory required")
+    if args.max_error is not None and not args.max_error > 0:
+        raise InputError(f"--max-error: must be > 0, got {args.max_error}")
+    from ..calibration.inputs import load_runs
+    from ..calibration.profile import load_profile, local_environment
+    from ..calibration.report import table, write_report
+    from ..calibration.validate import error_summary, validate_runs
+
+    runs = load_runs(args.runs)
+    prof = load_profile(args.profile, runs[0].environment) if args.profile else None
+    preds = validate_runs(runs, prof, seed=args.seed, spread=args.spread)
+    print(table(preds))
+    cmd = "spd validate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "spd validate"
+    out = write_report(args.out, preds, cmd, args.max_error)
+    print(f"report: {out / 'report.md'} (scatter.svg, validation.json)")
+    s = error_summary(preds)
+    if s["predicted"] == 0:
+        sys.stderr.write("spd validate: error: no run could be predicted (see the notes in the report)\n")
+        return 1
+    if args.max_error is not None and s["max_abs_rel_error"] > args.max_error:
+        sys.stderr.write(f"spd validate: error bound exceeded: max |relative error| {s['max_abs_rel_error']:.3f} "
+                         f"> --max-error {args.max_error}\n")
+        return 1
+    _ = local_environment
+    return 0

@@ -1,0 +1,133 @@
+"""What-if page (AppTest) and the pieces under it: the chart must carry the closed form's numbers."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app import charts, launch, presets, whatif_model
+from sim import reproduce
+from sim.closed_form import predict_scenario
+from sim.errors import InputError
+
+MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+
+
+def _fig(at: AppTest, key: str = "speedup_chart") -> dict:
+    for el in at.get("plotly_chart"):
+        if key in el.proto.id:
+            return json.loads(el.proto.spec)
+    raise AssertionError(f"no plotly chart {key!r} on the page")
+
+
+def _knobs(at: AppTest) -> whatif_model.Knobs:
+    return whatif_model.Knobs(**{k: at.session_state[k] for k in whatif_model.Knobs().as_dict()})
+
+
+def _spd_prediction(knobs: whatif_model.Knobs):
+    return next(p for p in predict_scenario(whatif_model.build_scenario(knobs)) if p.method == "spd")
+
+
+@pytest.fixture()
+def at() -> AppTest:
+    app = AppTest.from_file(MAIN, default_timeout=60)
+    app.run()
+    assert not app.exception and not app.error
+    return app
+
+
+def test_chart_carries_closed_form_at_chosen_stages(at):
+    knobs = _knobs(at)
+    fig = _fig(at)
+    chosen = charts.trace(fig, "chosen SPD configuration")
+    expected = _spd_prediction(knobs)
+    assert chosen["x"] == [knobs.stages]
+    assert chosen["y"][0] == pytest.approx(expected.wallclock_speedup, rel=1e-12)
+    line = charts.trace(fig, "SPD · predicted wall-clock")
+    assert line["y"][line["x"].index(knobs.stages)] == pytest.approx(expected.wallclock_speedup, rel=1e-12)
+    theory = charts.trace(fig, "SPD · theoretical")
+    assert theory["y"][theory["x"].index(knobs.stages)] == pytest.approx(expected.theoretical_speedup, rel=1e-12)
+    # every method of the issue is on the one chart
+    for label in ("SPD", "EAGLE-3", "PPSD", "Vanilla SD", "Pipelined AR"):
+        charts.trace(fig, f"{label} · predicted wall-clock")
+    assert at.metric[0].value == f"{expected.wallclock_speedup:.2f}x"
+
+
+def test_best_configuration_is_the_maximum_of_the_curves(at):
+    fig = _fig(at)
+    best = charts.trace(fig, "best configuration")
+    all_y = [y for t in fig["data"] if t["name"].endswith("predicted wall-clock") for y in t["y"]]
+    assert best["y"][0] == pytest.approx(max(all_y))
+
+
+def test_slider_changes_move_chart_and_metrics(at):
+    at.slider(key="stages").set_value(4).run()
+    at.slider(key="hop_ms").set_value(0.5).run()
+    assert not at.exception and not at.error
+    knobs = _knobs(at)
+    assert knobs.stages == 4 and knobs.hop_ms == 0.5
+    chosen = charts.trace(_fig(at), "chosen SPD configuration")
+    assert chosen["x"] == [4]
+    assert chosen["y"][0] == pytest.approx(_spd_prediction(knobs).wallclock_speedup, rel=1e-12)
+    # a slower hop lowers SPD's predicted speedup against the defaults
+    assert chosen["y"][0] < _spd_prediction(whatif_model.Knobs.from_mapping({**knobs.as_dict(), "hop_ms": 0.15})).wallclock_speedup
+
+
+def test_draft_exposed_region_follows_draft_layers(at):
+    at.slider(key="draft_layers").set_value(8).run()
+    knobs = _knobs(at)
+    df = whatif_model.curves(knobs)
+    first = whatif_model.draft_exposed_from(df)
+    assert first is not None
+    rect = [s for s in _fig(at)["layout"]["shapes"] if s["type"] == "rect"]
+    assert rect and rect[0]["x0"] == pytest.approx(first - 0.5)
+    assert any(f"n = {first}" in i.value for i in at.info)
+
+
+def test_preset_sets_layers_and_times(at):
+    at.selectbox(key="model").set_value("Llama-3.2-1B").run()
+    at.selectbox(key="hardware").set_value("H100, CUDA graphs + NVLink").run()
+    assert not at.exception and not at.error
+    expect = presets.knob_defaults("Llama-3.2-1B", "H100, CUDA graphs + NVLink")
+    assert at.number_input(key="layers").value == 16
+    assert at.slider(key="layer_ms").value == pytest.approx(expect["layer_ms"])
+    assert at.slider(key="hop_ms").value == pytest.approx(0.037)
+
+
+def test_impossible_combination_is_an_error_message_not_a_traceback(at):
+    at.slider(key="stages").set_value(12).run()
+    at.number_input(key="layers").set_value(8).run()
+    assert not at.exception
+    assert at.error and "12 stages but the target has only 8 layers" in at.error[0].value
+    assert not at.get("plotly_chart")
+
+
+def test_presets_match_published_acceptance():
+    """The published-target presets carry the alphas behind the published T=0 numbers (rounded to 0.01)."""
+    data, _ = reproduce.load_published()
+    rows = {(r["model"], r["method"], r.get("steps") or r.get("stages"), r.get("draft_layers")): r for r in data["results"]
+            if r["training_mix"] == "default" and r["temperature"] == 0.0}
+    for model in ("Qwen3.5-4B", "Qwen3.5-9B"):
+        p = next(v for k, v in presets.MODELS.items() if k.startswith(model))
+        for method, key, attr in (("spd", (8, 3), "alpha_spd"), ("eagle3", (7, None), "alpha_eagle3"), ("ppsd", (8, 1), "alpha_ppsd")):
+            row = rows[(model, method, *key)]
+            a = reproduce.alpha_from_published(method, row["results"]["overall"]["theoretical"], 32, row, reproduce.DEFAULT_TOKENS)
+            assert getattr(p, attr) == pytest.approx(a, abs=0.006), (model, method)
+
+
+def test_launcher_command_and_bad_port(capsys):
+    cmd = launch.streamlit_command(8600, "127.0.0.1", "python")
+    assert cmd[:4] == ["python", "-m", "streamlit", "run"] and cmd[4].endswith("app/main.py")
+    assert "--server.address=127.0.0.1" in cmd and "--browser.gatherUsageStats=false" in cmd and "--server.headless=true" in cmd
+    with pytest.raises(InputError, match="--port"):
+        launch.streamlit_command(70000)
+    with pytest.raises(InputError, match="--host"):
+        launch.streamlit_command(8501, "not a host")
+    from sim.cli import main
+
+    assert main(["dashboard", "--port", "0"]) == 2
+    assert "--port: must lie in 1..65535" in capsys.readouterr().err
+    assert main(["dashboard", "--dry-run", "--port", "8555"]) == 0
+    assert "--server.port=8555" in capsys.readouterr().out

@@ -1,0 +1,58 @@
+"""`spd validate`: the loop on synthetic traces (exit codes, report files) and on the committed CPU traces."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sim.cli import main
+
+from test_calib_fit import SMALL, WIDE, true_profile
+
+CPU_TRACES = Path(__file__).parents[1] / "traces" / "cpu"
+CPU_MAX_ERROR = 0.35  # gloo on 2 shared cores is noisy: a regression bound on the loop, not an accuracy claim
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    from sim.calibration.synthetic import synthetic_run
+
+    root = tmp_path_factory.mktemp("val")
+    cfgs = [(SMALL, "spd", 2), (SMALL, "spd", 3), (SMALL, "ar_pipeline", 2), (WIDE, "spd", 2), (SMALL, "ar", 1), (WIDE, "ar", 1)]
+    for i, (shape, method, n) in enumerate(cfgs):
+        synthetic_run(root / f"r{i}", true_profile(), shape, method, n=n, alpha=0.7, prompts=2, tokens=24, seed=i,
+                      spread="constant")
+    return root
+
+
+def test_validate_synthetic_meets_tight_bound(synth, tmp_path, capsys):
+    rc = main(["validate", str(synth), "--profile-from-others", "--max-error", "0.05", "-o", str(tmp_path / "rep")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    res = json.loads((tmp_path / "rep" / "validation.json").read_text())
+    assert res["summary"]["predicted"] == 6
+    assert (tmp_path / "rep" / "scatter.svg").read_text().startswith("<svg")
+    assert "leave-one-configuration-out" in (tmp_path / "rep" / "report.md").read_text()
+    spd = [r for r in res["runs"] if r["method"] == "spd"]
+    assert all(r["measured_speedup"] and r["predicted_speedup"] for r in spd)
+
+
+def test_validate_exceeded_bound_exits_1(synth, tmp_path, capsys):
+    rc = main(["validate", str(synth), "--max-error", "1e-9", "-o", str(tmp_path / "rep")])
+    assert rc == 1
+    assert "error bound exceeded" in capsys.readouterr().err
+
+
+def test_validate_bad_input(tmp_path, synth):
+    assert main(["validate", str(synth), "--max-error", "-1", "-o", str(tmp_path / "r")]) == 2
+    assert main(["validate", str(synth)]) == 2  # no -o
+
+
+@pytest.mark.skipif(not CPU_TRACES.is_dir(), reason="no committed CPU traces")
+def test_validate_committed_cpu_traces(tmp_path, capsys):
+    rc = main(["validate", str(CPU_TRACES), "--max-error", str(CPU_MAX_ERROR), "-o", str(tmp_path / "rep")])
+    out = capsys.readouterr()
+    assert rc == 0, out.out + out.err
+    res = json.loads((tmp_path / "rep" / "validation.json").read_text())
+    assert res["summary"]["predicted"] >= 6
