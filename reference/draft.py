@@ -403,6 +403,7 @@ class ReplayDraft:
     """
 
     vocab_ids = None
+    greedy_only = True  # its acceptance means "alpha" only under greedy verification
 
     def __init__(self, alpha: float, reference_for: Callable[[tuple[int, ...]], Sequence[int]], vocab_size: int,
                  seed: int = 0, inner: Any | None = None) -> None:

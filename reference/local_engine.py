@@ -20,7 +20,7 @@ from sim.errors import InputError
 
 from .model import KVCache, StageModel, Transformer
 from .spd_controller import (ControlKind, CycleOutputs, DraftSource, PipelinePlan, PrefillOutputs, SPDController,
-                             SPDResult, StageOutput, stage_bounds)
+                             SPDResult, StageOutput, draft_anchors, stage_bounds)
 from .verify import SamplingConfig, Verifier
 
 
@@ -120,7 +120,7 @@ class LocalEngine:
         """SPD with the stages called in pipeline order each cycle. ``anchors`` default to the draft's
         (``draft.config.anchors`` for a PDM, or ``draft.inner``'s for a replay draft)."""
         ids = self._check(prompt_ids, max_new_tokens, self.n - 1)
-        plan = self.plan(_anchors_of(draft) if anchors is None else anchors)
+        plan = self.plan(draft_anchors(draft) if anchors is None else anchors)
         ctrl = SPDController(plan, self.model, draft, sampling, self.config.max_seq_len)
         caches = self._caches(self.stages)
         t0 = time.perf_counter()
@@ -156,11 +156,3 @@ class LocalEngine:
             ctrl.end_cycle(CycleOutputs(outs))
             transit = nxt
         return SPDRun(ctrl.result(), time.perf_counter() - t0, list(ctrl.records))
-
-
-def _anchors_of(draft: object) -> tuple[int, ...]:
-    for obj in (draft, getattr(draft, "inner", None)):
-        cfg = getattr(obj, "config", None)
-        if cfg is not None and hasattr(cfg, "anchors"):
-            return tuple(cfg.anchors)
-    return (0,)

@@ -18,6 +18,8 @@ API other modules code against (see docs/reference-model.md):
 - ``positions``: LongTensor ``[T]`` (same positions for every row) or ``[B, T]`` (per-row positions, e.g.
     right-padded prompt batches: pad slots land past a row's length and are overwritten before being attended).
     A CPU tensor also advances ``cache.length``; a device tensor leaves the bookkeeping to the caller.
+- ``attention_inputs(model, positions, dtype, heads_per_kv)``: rotary cos/sin + position-based mask for ``Block``s
+    (shared with any tower that uses the target's rotary tables, e.g. the draft module).
 - ``OneTokenStep``: a one-token step (optionally embed + layers + head) captured in a CUDA graph with static
     shapes and the position as a device tensor; eager on CPU, same interface.
 - ``generate_greedy(model, prompt_ids, max_new_tokens, eos)``: the AR greedy reference; every losslessness
@@ -335,18 +337,7 @@ class StageModel(nn.Module):
         else:
             cpu_positions = positions if positions.device.type == "cpu" else None
         c = self.config
-        cos_t, sin_t, slots = self.model.tables(device)
-        cos = cos_t[positions].unsqueeze(-2)  # [T or B,T, 1, hd or hd/2]
-        sin = sin_t[positions].unsqueeze(-2)
-        if not c.rope_interleaved:
-            cos, sin = cos.to(h.dtype), sin.to(h.dtype)
-        if positions.dim() == 1:
-            cos, sin = cos.unsqueeze(0), sin.unsqueeze(0)
-            mask = (slots[None, :] <= positions[:, None])[None, None]  # [1, 1, T, S]
-        else:
-            mask = (slots[None, None, :] <= positions[:, :, None])[:, None]  # [B, 1, T, S]
-        # query rows are (group, position) pairs: see Attention.forward
-        mask = mask.repeat(1, 1, c.num_heads // c.num_kv_heads, 1)
+        cos, sin, mask = attention_inputs(self.model, positions, h.dtype, c.num_heads // c.num_kv_heads)
         hidden: dict[int, torch.Tensor] = {}
         if self.start in collect:
             hidden[self.start] = h
@@ -357,6 +348,25 @@ class StageModel(nn.Module):
         if cpu_positions is not None and cpu_positions.numel():
             cache.length = max(cache.length, int(cpu_positions.max()) + 1)
         return h, hidden
+
+
+def attention_inputs(model: Transformer, positions: torch.Tensor, dtype: torch.dtype, heads_per_kv: int
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """cos, sin and the causal mask a ``Block`` takes for queries at ``positions`` (``[T]`` or ``[B, T]``, on the
+    compute device) over a static cache of ``max_seq_len`` slots. The mask has one row per (group member,
+    position) pair, ``heads_per_kv * T`` rows (see ``Attention.forward``); True = may attend. Any decoder tower
+    sharing the model's head_dim and rotary settings (e.g. a draft module) builds its inputs here too."""
+    cos_t, sin_t, slots = model.tables(positions.device)
+    cos = cos_t[positions].unsqueeze(-2)  # [T or B,T, 1, hd or hd/2]
+    sin = sin_t[positions].unsqueeze(-2)
+    if not model.config.rope_interleaved:
+        cos, sin = cos.to(dtype), sin.to(dtype)
+    if positions.dim() == 1:
+        cos, sin = cos.unsqueeze(0), sin.unsqueeze(0)
+        mask = (slots[None, :] <= positions[:, None])[None, None]  # [1, 1, T, S]
+    else:
+        mask = (slots[None, None, :] <= positions[:, :, None])[:, None]  # [B, 1, T, S]
+    return cos, sin, mask.repeat(1, 1, heads_per_kv, 1)
 
 
 class OneTokenStep:

@@ -254,7 +254,13 @@ class SPDResult:
 
     @property
     def marginal_accept_rate(self) -> float:
+        """accepted / verified drafts (SPEC.md 2: not Leviathan's conditional alpha)."""
         return sum(self.accepts) / len(self.accepts) if self.accepts else float("nan")
+
+    @property
+    def accept_length(self) -> float:
+        """L_acc = n·N/K of this generation: its theoretical speedup when the PDM is hidden (SPEC.md 2)."""
+        return self.n * len(self.tokens) / self.cycles if self.cycles else float("nan")
 
 
 @dataclass
@@ -275,6 +281,11 @@ class SPDController:
                  sampling: SamplingConfig = SamplingConfig(), max_seq_len: int | None = None) -> None:
         if plan.n < 2:
             raise InputError("stages: SPD needs at least 2 stages (with 1 there is no draft in flight to verify)")
+        if getattr(draft, "greedy_only", False) and not sampling.greedy:
+            raise InputError("draft: the replay draft is a temperature-0 measurement tool (use temperature 0)")
+        missing = sorted(set(draft_anchors(draft)) - set(plan.anchors))
+        if missing:
+            raise ValueError(f"the draft reads anchors {missing} that the plan does not collect {plan.anchors}")
         self.plan, self.head, self.draft, self.sampling = plan, head, draft, sampling
         self.max_seq_len = max_seq_len
         self.verifier = Verifier(sampling)
@@ -442,6 +453,15 @@ class SPDController:
     def _need_started(self) -> None:
         if not self._started:
             raise RuntimeError("SPDController.start() was not called")
+
+
+def draft_anchors(draft: object) -> tuple[int, ...]:
+    """The anchors a draft source reads: its PDM config's (a replay draft's inner PDM), else just 0."""
+    for obj in (draft, getattr(draft, "inner", None)):
+        cfg = getattr(obj, "config", None)
+        if cfg is not None and hasattr(cfg, "anchors"):
+            return tuple(cfg.anchors)
+    return (0,)
 
 
 def _require(hidden: dict[int, torch.Tensor], needed: set[int], where: str) -> None:

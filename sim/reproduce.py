@@ -41,7 +41,8 @@ DEFAULT_TOKENS = 512
 # ------------------------------------------------------------------------------------------- data
 def find_published(path: str | os.PathLike | None = None) -> Path:
     """The published data file: ``path`` if given, else ``../shared/data/published_spd.json`` next to
-    the repository (found from this file, then from the working directory), or $SPD_SHARED/data."""
+    the repository (found from this file, then from the working directory), $SPD_SHARED/data, or
+    /work/shared/data."""
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -51,6 +52,7 @@ def find_published(path: str | os.PathLike | None = None) -> Path:
     roots = [Path(__file__).resolve().parents[2], Path.cwd(), *Path.cwd().parents]
     candidates = ([Path(os.environ["SPD_SHARED"]) / "data" / "published_spd.json"] if os.environ.get("SPD_SHARED") else [])
     candidates += [r.parent / rel for r in roots] + [r / rel for r in roots]
+    candidates.append(Path("/work") / rel)  # where this workplace keeps shared/ (a fresh clone elsewhere still finds it)
     for c in candidates:
         if c.is_file():
             return c

@@ -64,6 +64,7 @@ CASES = {
     "stage_forward_ms wrong length": (edited(methods__5__stage_forward_ms=[1.0, 2.0]), "methods[5].stage_forward_ms"),
     "spd tokens too small": (edited(methods__1__tokens=1), "methods[1].tokens"),
     "no methods": (edited(methods=[]), "methods"),
+    "zero AR token time": (edited(timing_ms__ar_token=0), "timing_ms.ar_token"),
 }
 
 

@@ -17,6 +17,7 @@ from reference.loaders import random_model
 from reference.local_engine import LocalEngine
 from reference.model import ModelConfig
 from reference.verify import SamplingConfig
+from sim.closed_form import spd_cycles
 
 CFG = ModelConfig(name="tiny-vocab", vocab_size=6, hidden_size=32, intermediate_size=64, num_layers=4,
                   num_heads=2, num_kv_heads=1, head_dim=16, max_seq_len=16)
@@ -74,7 +75,7 @@ def _spd_samples(model, pdm) -> tuple[list[tuple[int, ...]], float]:
         r = eng.generate_spd(PROMPT, pdm, NEW, sampling=SamplingConfig(T, seed)).result
         samples.append(tuple(r.tokens))
         rejects, drafts = rejects + r.rejects, drafts + len(r.accepts)
-        assert r.cycles == len(r.tokens) + 2 - 2 + r.refill_rejects
+        assert r.cycles == spd_cycles(len(r.tokens), 2, r.refill_rejects)
     return samples, rejects / drafts
 
 

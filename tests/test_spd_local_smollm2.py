@@ -8,6 +8,7 @@ import pytest
 from reference.draft import PDMConfig, PipelineDraftModule, ReplayDraft
 from reference.local_engine import LocalEngine
 from reference.model import generate_greedy
+from sim.closed_form import spd_cycles
 
 PROMPTS = ["Write a short story about a robot who learns to paint.", "Explain why the sky is blue."]
 NEW = 40
@@ -39,4 +40,4 @@ def test_spd_equals_ar_greedy_on_smollm2(smollm2, cases, k):
                                                inner=pdm)
         r = LocalEngine(model, n).generate_spd(ids, draft, NEW, eos).result
         assert r.tokens == ref, (n, k)
-        assert r.cycles == len(r.tokens) + n - 2 + (n - 1) * r.refill_rejects
+        assert r.cycles == spd_cycles(len(r.tokens), n, r.refill_rejects)

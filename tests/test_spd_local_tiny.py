@@ -11,8 +11,10 @@ from reference.draft import PDMConfig, PipelineDraftModule, ReplayDraft
 from reference.loaders import random_model
 from reference.local_engine import LocalEngine
 from reference.model import ModelConfig, generate_greedy
+from reference.verify import SamplingConfig
 from reference.spd_controller import (ControlKind, ControlMessage, CycleOutputs, PipelinePlan, PrefillOutputs,
                                       SPDController, StageOutput, stage_bounds)
+from sim.closed_form import spd_cycles
 from sim.errors import InputError
 
 CFG = ModelConfig(name="tiny", vocab_size=97, hidden_size=64, intermediate_size=128, num_layers=7, num_heads=4,
@@ -40,7 +42,7 @@ def reference(model):
 
 def _check_cycles(r, n):
     N = len(r.tokens)
-    assert r.cycles == N + n - 2 + (n - 1) * r.refill_rejects
+    assert r.cycles == spd_cycles(N, n, r.refill_rejects)  # the simulator's formula
     assert r.rejects == len(r.accepts) - sum(r.accepts)
     assert r.refill_rejects in (r.rejects, r.rejects - 1)
 
@@ -195,10 +197,54 @@ def test_bad_input(model, reference):
         eng.generate_spd([1] * 80, pdm, 16)  # 80 + 16 + 1 in-flight > 96
     with pytest.raises(InputError, match="vocabulary"):
         eng.generate_spd([1, 500], pdm, 4)
+    with pytest.raises(InputError, match="temperature 0"):
+        eng.generate_spd([1, 2], ReplayDraft(1.0, reference, 97), 4, sampling=SamplingConfig(0.8))
     with pytest.raises(InputError, match="alpha"):
         ReplayDraft(1.5, reference, 97)
     with pytest.raises(InputError):
         PDMConfig.default(CFG, 2, tower_layers=0)
+    with pytest.raises(ValueError, match="anchors"):  # a plan that does not collect what the PDM reads
+        SPDController(PipelinePlan(7, stage_bounds(7, 2)), model, pdm)
     # the context limit is exact: 79 + 16 + 1 fits
     assert len(eng.generate_spd([1] * 79, ReplayDraft(0.0, lambda ids: [], 97), 16, anchors=(0,)).result.tokens) == 16
     assert dataclasses.is_dataclass(eng.generate_ar([1, 2], 2))
+
+
+@pytest.mark.parametrize("n,split", [(3, None), (4, [1, 3, 2, 1])])
+def test_draft_sees_the_staircase_and_only_pre_cycle_features(model, reference, n, split):
+    """Every propose() gets at most n+1 rows: the token completed last cycle at full depth, then the in-flight
+    tokens oldest first at the depths of the real split, holding exactly the anchors they have reached."""
+    pdm = PipelineDraftModule(model, PDMConfig.default(CFG, n, split), seed=2)
+    seen = []
+
+    class Spy:
+        vocab_ids, config = None, pdm.config
+
+        def begin(self, prompt):
+            pdm.begin(prompt)
+
+        def propose(self, inp):
+            seen.append(([(t.position, t.layers_passed, sorted(t.hidden)) for t in inp.completed],
+                         [(t.position, t.layers_passed, sorted(t.hidden)) for t in inp.inflight]))
+            return pdm.propose(inp)
+
+        def crop(self, length):
+            pdm.crop(length)
+
+    eng = LocalEngine(model, n, split)
+    r = eng.generate_spd(PROMPTS[0], ReplayDraft(1.0, reference, CFG.vocab_size, inner=Spy()), NEW).result
+    assert r.tokens == reference(PROMPTS[0])
+    passed = [0] + [b[1] for b in eng.bounds]
+    A, L = pdm.config.anchors, CFG.num_layers
+    for completed, inflight in seen:
+        assert len(completed) + len(inflight) <= n + 1 and len(completed) <= 1
+        for _, lp, anchors in completed:
+            assert lp == L and anchors == list(A)
+        # oldest first: depths len-1 .. 0, consecutive positions
+        depths = list(range(len(inflight) - 1, -1, -1))
+        assert [lp for _, lp, _ in inflight] == [passed[d] for d in depths]
+        assert [p for p, _, _ in inflight] == list(range(inflight[0][0], inflight[0][0] + len(inflight)))
+        for _, lp, anchors in inflight:
+            assert anchors == [a for a in A if a <= lp]
+    # steady state (alpha = 1): a full staircase every cycle after the fill
+    assert all(len(c) == 1 and len(i) == n for c, i in seen[n:])

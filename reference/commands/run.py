@@ -111,3 +111,22 @@ def run(args: argparse.Namespace) -> int:
     print(summary_line(json.loads((out / "summary.json").read_text())))
     print(f"run directory: {out} (summary.json, outputs.jsonl, trace.jsonl, trace.perfetto.json)")
     return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m reference.commands.run ...``: the same command without the other subcommands' imports
+    (GPU machines may lack the simulator's dependencies)."""
+    from sim.cli import _Parser
+
+    parser = _Parser(prog="spd run", description="run AR / AR-pipeline / SPD for real on torch.distributed")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except InputError as exc:
+        sys.stderr.write(f"spd run: error: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -37,6 +37,7 @@ class RunConfig:
     cuda_graphs: bool = True
     timeout_s: float = 30.0  # receive / watchdog bound once running
     load_timeout_s: float = 600.0  # bound on loading + CUDA-graph capture before the first prompt
+    heartbeat_s: float = 20.0  # a peer silent this long (dead, stopped, wedged) ends every rank, in any phase
     max_seq_len: int | None = None  # KV-cache capacity; default: the model's
     ignore_eos: bool = True  # timing runs generate exactly max_new_tokens; False stops at the model's EOS
     warmup: int = 1  # untimed warm-up generations (first prompt, a few tokens) before the measured ones

@@ -86,12 +86,15 @@ def _watch(procs: list[subprocess.Popen], log_dir: Path, poll_s: float) -> Launc
         codes = [p.poll() for p in procs]
         failed = [r for r, c in enumerate(codes) if c not in (None, 0)]
         if failed:
-            # Give the others a moment to report their own view (a peer error names the culprit), then stop them.
+            # Give the others a moment to report their own view, then stop them. The culprit: a rank that died
+            # from a signal on its own (its peers then fail with connection errors), else the first to fail.
             deadline = time.monotonic() + 1.0
             while time.monotonic() < deadline and any(p.poll() is None for p in procs):
                 time.sleep(poll_s)
+            signalled = [r for r, p in enumerate(procs) if p.poll() is not None and p.returncode < 0]
+            culprit = signalled[0] if signalled else failed[0]
             _terminate(procs)
-            return _diagnose(procs, failed[0], log_dir)
+            return _diagnose(procs, culprit, log_dir)
         if all(c == 0 for c in codes):
             return LaunchResult(0, "")
         time.sleep(poll_s)
@@ -169,15 +172,28 @@ def die_with_parent() -> None:
 
 
 class Watchdog:
-    """Ends the process when the main thread makes no progress for ``limit_s`` (a hung peer under NCCL, where
-    a receive's timeout is enforced only by the NCCL watchdog, or any other stall). ``tick()`` on progress;
-    ``phase(limit_s)`` for phases with another bound (loading, CUDA-graph capture)."""
+    """A daemon thread that ends the process (exit 3, one-line error) when
+
+    - the main thread makes no progress for ``limit_s`` (``tick()`` marks progress; ``phase(what, limit_s)``
+      sets the bound of a phase such as loading or CUDA-graph capture); this also bounds a hung NCCL receive,
+      whose timeout is otherwise enforced only by NCCL's own watchdog;
+    - a peer stops answering: with ``start_heartbeat`` every rank bumps a counter in the rendezvous store
+      (its own TCP client, so the main thread's traffic is untouched) every ``HEARTBEAT_S`` and checks the
+      others'. A stopped, dead or wedged peer is detected within ``heartbeat_limit_s`` even while this rank
+      is busy loading a model, when no receive timeout is armed yet.
+    """
+
+    HEARTBEAT_S = 0.5
 
     def __init__(self, rank: int, limit_s: float) -> None:
         self.rank, self.limit_s = rank, limit_s
         self._last = time.monotonic()
         self._what = "start-up"
         self._stop = threading.Event()
+        self._store = None
+        self._peers: dict[int, tuple[int, float]] = {}
+        self._checking = False
+        self.heartbeat_limit_s = 20.0
         self._thread = threading.Thread(target=self._run, name="spd-watchdog", daemon=True)
         self._thread.start()
 
@@ -190,14 +206,54 @@ class Watchdog:
         self.limit_s = limit_s
         self.tick(what)
 
+    def start_heartbeat(self, world_size: int, limit_s: float) -> None:
+        """Needs MASTER_ADDR/MASTER_PORT (the process group's store). Call after joining the group."""
+        import datetime
+
+        import torch.distributed as dist
+
+        self.heartbeat_limit_s = limit_s
+        self._store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                                    timeout=datetime.timedelta(seconds=limit_s), wait_for_workers=False)
+        now = time.monotonic()
+        self._peers = {r: (-1, now) for r in range(world_size) if r != self.rank}
+        self._checking = True
+
+    def stop_checking(self) -> None:
+        """Peers may now finish and stop beating (the run's last exchange has begun)."""
+        self._checking = False
+
     def stop(self) -> None:
         self._stop.set()
 
+    def _die(self, msg: str) -> None:
+        sys.stderr.write(f"{ERROR_MARK} rank {self.rank}: {msg}\n")
+        sys.stderr.flush()
+        os._exit(3)
+
     def _run(self) -> None:
-        while not self._stop.wait(0.5):
+        while not self._stop.wait(self.HEARTBEAT_S):
             idle = time.monotonic() - self._last
             if idle > self.limit_s:
-                sys.stderr.write(f"{ERROR_MARK} rank {self.rank}: no progress for {idle:.0f} s during "
-                                 f"{self._what} (watchdog limit {self.limit_s:g} s); a peer is dead or hung\n")
-                sys.stderr.flush()
-                os._exit(3)
+                self._die(f"no progress for {idle:.0f} s during {self._what} (limit {self.limit_s:g} s); "
+                          "a peer is dead or hung")
+            if self._store is not None:
+                self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        try:
+            self._store.add(f"spd/hb/{self.rank}", 1)
+            if not self._checking:
+                return
+            now = time.monotonic()
+            for r, (seen, since) in list(self._peers.items()):
+                count = self._store.add(f"spd/hb/{r}", 0)
+                if count != seen:
+                    self._peers[r] = (count, now)
+                elif now - since > self.heartbeat_limit_s:
+                    role = "controller" if r == 0 else f"stage {r}"
+                    self._die(f"rank {r} ({role}) stopped answering: no heartbeat for {now - since:.0f} s")
+        except Exception as exc:  # the store lives in rank 0: losing it means rank 0 is gone or wedged
+            if self._checking and not self._stop.is_set():
+                self._die(f"lost contact with the rendezvous store on rank 0 ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''})")

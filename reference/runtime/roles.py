@@ -35,8 +35,13 @@ def run_role(cfg: RunConfig, rank: int, world_size: int, prompts: list[dict], wd
     if cfg.method == "ar":
         return _run_single(cfg, prompts, wd, rec, sampling, device)
 
-    wd.phase("joining the process group", cfg.load_timeout_s)
-    comm = Comm.init(rank, world_size, devices, cfg.load_timeout_s)
+    # Ranks start together, so joining is bounded like any other wait (a rank stuck before it joins).
+    join_s = max(cfg.timeout_s, 30.0)
+    wd.phase("joining the process group", join_s + 10)
+    t_join = time.perf_counter()
+    comm = Comm.init(rank, world_size, devices, join_s)
+    wd.start_heartbeat(world_size, cfg.heartbeat_s)
+    comm.set_timeout(cfg.load_timeout_s)  # loading speeds differ; liveness meanwhile: the heartbeat
     try:
         wd.phase("loading the model", cfg.load_timeout_s)
         model, tok = load_target(cfg, devices[rank])
@@ -54,6 +59,8 @@ def run_role(cfg: RunConfig, rank: int, world_size: int, prompts: list[dict], wd
             role = StageRank(comm, plan, model.stage(start, end), rank - 1, rec, wd,
                              use_graph=cfg.cuda_graphs and device.type == "cuda")
         _barrier(comm)  # everyone loaded and captured: from here on, receives use the run timeout
+        print(f"rank {rank}: ready on {devices[rank]} after {time.perf_counter() - t_join:.1f} s; decoding",
+              flush=True)
         comm.set_timeout(cfg.timeout_s)
         wd.phase("clock alignment", cfg.timeout_s + 10)
         sync = clock.align(comm)
@@ -65,6 +72,7 @@ def run_role(cfg: RunConfig, rank: int, world_size: int, prompts: list[dict], wd
             role.run()
         wd.phase("finishing", cfg.timeout_s + 10)
         clock.measure_drift(comm, sync)
+        wd.stop_checking()
         parts = _gather(comm, rec, sync)
         if rank == 0:
             header = _header(cfg, model, plan, parts, comm)

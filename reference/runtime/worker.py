@@ -7,8 +7,10 @@ traces gathered to rank 0 -> rank 0 writes the run directory. Errors end the pro
 """
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     if env is None:
         sys.stderr.write("reference.runtime.worker: RANK and WORLD_SIZE must be set (spd run sets them)\n")
         return 2
+    # `kill -USR1 <pid>` dumps every thread's Python stack into the rank's log: for diagnosing a hang.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     doc = json.loads(Path(argv[0]).read_text())
     cfg = RunConfig(**doc["config"])
     code = run_rank(cfg, env[0], env[1], doc["prompts"])

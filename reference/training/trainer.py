@@ -51,7 +51,7 @@ class TrainSummary:
     steps: int
     queries_seen: int
     wall_s: float
-    stopped_by: str          # "budget" | "max_steps"
+    stopped_by: str          # "budget" | "max_steps" | "interrupted"
     resumed_from_step: int
     final_loss: float        # exponential moving average of the training loss (KL, + feature loss for chain)
     final_top1: float        # EMA of draft-argmax == teacher-argmax over the draft vocabulary (train batches)
@@ -102,8 +102,10 @@ def step_loss(method: str, pdm: PipelineDraftModule, store: FeatureStore, ids: l
 
 
 def train(method: str, pdm: PipelineDraftModule, store: FeatureStore, settings: TrainSettings,
-          work_dir: str | Path, train_ids: list[int] | None = None, progress: bool = True) -> TrainSummary:
-    """Train ``pdm`` in place (float32 master weights, bf16 autocast on CUDA) until the budget or max_steps."""
+          work_dir: str | Path, train_ids: list[int] | None = None, progress: bool = True,
+          stop_at_step: int | None = None) -> TrainSummary:
+    """Train ``pdm`` in place (float32 master weights, bf16 autocast on CUDA) until the budget or max_steps.
+    ``stop_at_step`` interrupts the run there (state saved; the schedule still follows ``max_steps``)."""
     work_dir = Path(work_dir)
     ids_all = list(range(len(store))) if train_ids is None else list(train_ids)
     if not ids_all:
@@ -137,6 +139,9 @@ def train(method: str, pdm: PipelineDraftModule, store: FeatureStore, settings: 
     bar = tqdm(total=settings.max_steps, initial=step, desc=f"train {method} n={pdm.config.n}", disable=not progress)
     stopped = "max_steps"
     while step < settings.max_steps:
+        if stop_at_step is not None and step >= stop_at_step:
+            stopped = "interrupted"
+            break
         elapsed = elapsed0 + time.perf_counter() - t0
         if elapsed >= settings.budget_s:
             stopped = "budget"

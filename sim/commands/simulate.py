@@ -7,6 +7,8 @@ records. Without a file it simulates the embedded default scenario. See docs/sim
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -80,12 +82,7 @@ def run(args) -> int:
     if args.trace:
         write_trace(args.trace, recorders)
     if args.records:
-        blocks = []
-        for r in results:
-            csv = r.records.to_csv().splitlines()
-            blocks.append("\n".join([f"method,{csv[0]}"] + [f"{r.name},{row}" for row in csv[1:]]) if not blocks
-                          else "\n".join(f"{r.name},{row}" for row in csv[1:]))
-        atomic_write_text(args.records, "\n".join(blocks) + "\n")
+        atomic_write_text(args.records, _records_csv(results))
     if args.json:
         out = []
         for r, p in zip(results, preds):
@@ -98,6 +95,20 @@ def run(args) -> int:
         return 0
     print(format_table(scenario, path, results, preds, args))
     return 0
+
+
+def _records_csv(results) -> str:
+    """Per-cycle records of every method, one CSV with the method's name in the first column."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["method", "cycle", "start_ms", "end_ms", "duration_ms", "in_flight", "outcome", "committed"])
+    for r in results:
+        rec = r.records
+        for i, row in enumerate(zip(rec.start_ms.tolist(), rec.end_ms.tolist(), rec.in_flight.tolist(),
+                                    rec.outcome.tolist(), rec.committed.tolist()), start=1):
+            s, e, f, o, c = row
+            w.writerow([r.name, i, f"{s:.6f}", f"{e:.6f}", f"{e - s:.6f}", f, o, c])
+    return buf.getvalue()
 
 
 def format_table(scenario, path, results, preds, args) -> str:

@@ -16,6 +16,12 @@ used by one rank is never contended, so it is not modelled as a resource (same r
 events). Links are latencies (``plan.next_hop`` / ``plan.report_hop``, drawn per message): the
 messages are a few KB, latency-bound. There is no global barrier: the cycle time is whatever the
 dependencies above make it.
+
+Two shortcuts keep it near 15 us per SPD cycle at n=8 without changing any result: a stage on a device
+of its own schedules its outgoing messages at (forward start + forward + hop) at once, since nothing
+can observe or delay that device in between; and the controller's serial tail (verify, flush,
+bookkeeping, the next cycle's control work) is one wait, since nothing interleaves with it. Where a
+device is shared, forwards, draft and verify go through the device's queue instead.
 """
 from __future__ import annotations
 

@@ -33,13 +33,6 @@ class CycleRecords:
     def duration_ms(self) -> np.ndarray:
         return self.end_ms - self.start_ms
 
-    def to_csv(self) -> str:
-        lines = ["cycle,start_ms,end_ms,duration_ms,in_flight,outcome,committed"]
-        for i, (s, e, f, o, c) in enumerate(zip(self.start_ms.tolist(), self.end_ms.tolist(), self.in_flight.tolist(),
-                                                 self.outcome.tolist(), self.committed.tolist()), start=1):
-            lines.append(f"{i},{s:.6f},{e:.6f},{e - s:.6f},{f},{o},{c}")
-        return "\n".join(lines) + "\n"
-
 
 @dataclass(frozen=True)
 class SimResult:

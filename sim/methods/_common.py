@@ -24,7 +24,12 @@ def timing_ms(scenario: Scenario, spec: MethodSpec, names: tuple[str, ...]) -> d
     """
     if scenario.timing is None:
         return None
-    return {name: scenario.require_timing(spec, name) for name in ("ar_token",) + names}
+    out = {name: scenario.require_timing(spec, name) for name in ("ar_token",) + names}
+    if out["ar_token"] <= 0:
+        field = "timing_ms.ar_token" if scenario.timing.ar_token is not None else "timing_ms.layer"
+        raise InputError(f"{where(scenario.source, field)}: the single-device AR token time must be > 0 ms "
+                         f"(it is the denominator of every wall-clock speedup)")
+    return out
 
 
 def require_int(scenario: Scenario, spec: MethodSpec, key: str, minimum: int) -> int:
@@ -120,7 +125,10 @@ def pipeline_stages(spec: MethodSpec, scenario: Scenario, stages_axis: np.ndarra
     return Stages(n, largest, largest * layer + overhead, layers * layer + n * overhead, None)
 
 
-def add_wallclock(out: dict, wc: cf.WallClock) -> dict:
+def add_wallclock(out: dict, wc: cf.WallClock, scenario: Scenario, spec: MethodSpec) -> dict:
+    if np.any(np.asarray(wc.cycle_ms) <= 0):  # all-zero times: tokens/s would be infinite
+        raise InputError(f"{where(scenario.source, 'timing_ms')}: every time {spec.field_prefix} '{spec.method}' "
+                         f"uses is 0 ms, so its cycle takes no time; give non-zero times")
     out["cycle_ms"] = wc.cycle_ms
     out["tokens_per_s"] = wc.tokens_per_s
     out["wallclock_speedup"] = wc.wallclock_speedup

@@ -25,5 +25,5 @@ class AR(DecodingMethod):
         out = {"theoretical_speedup": np.float64(1.0), "accept_length": np.float64(1.0), "tokens_per_cycle": np.float64(1.0), "alpha": None}
         t = timing_ms(scenario, spec, ())
         if t is not None:
-            add_wallclock(out, cf.WallClock(np.float64(t["ar_token"]), np.float64(1.0), t["ar_token"]))
+            add_wallclock(out, cf.WallClock(np.float64(t["ar_token"]), np.float64(1.0), t["ar_token"]), scenario, spec)
         return out

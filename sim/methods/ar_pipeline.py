@@ -36,5 +36,5 @@ class ARPipeline(DecodingMethod):
         t = timing_ms(scenario, spec, _TIMINGS)
         if t is not None:
             per_token = cf.ar_pipeline_token_ms(st.sum_stage_ms, st.n, grid.get("hop_ms", t["hop"]), t["verify"], t["cycle_overhead"])
-            add_wallclock(out, cf.WallClock(per_token, one, t["ar_token"]))
+            add_wallclock(out, cf.WallClock(per_token, one, t["ar_token"]), scenario, spec)
         return out

@@ -49,5 +49,5 @@ class Eagle3(DecodingMethod):
         t = timing_ms(scenario, spec, _TIMINGS)
         if t is not None:
             rnd = cf.eagle3_round_ms(m, ls, t["draft_layer"], t["ar_token"], t["verify"], t["cycle_overhead"])
-            add_wallclock(out, cf.WallClock(rnd, tau, t["ar_token"]))
+            add_wallclock(out, cf.WallClock(rnd, tau, t["ar_token"]), scenario, spec)
         return out

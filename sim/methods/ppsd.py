@@ -52,5 +52,5 @@ class PPSD(DecodingMethod):
         if t is not None:
             cycle = cf.ppsd_cycle_ms(st.max_stage_ms, grid.get("hop_ms", t["hop"]), np.asarray(ls) * t["draft_layer"],
                                      t["verify"], t["cycle_overhead"])
-            add_wallclock(out, cf.WallClock(cycle, r, t["ar_token"]))
+            add_wallclock(out, cf.WallClock(cycle, r, t["ar_token"]), scenario, spec)
         return out

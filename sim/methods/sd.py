@@ -45,5 +45,5 @@ class SD(DecodingMethod):
         t = timing_ms(scenario, spec, _TIMINGS)
         if t is not None:
             rnd = cf.sd_round_ms(g, spec.cost_ratio, t["ar_token"], t["verify"], t["cycle_overhead"])
-            add_wallclock(out, cf.WallClock(rnd, tokens, t["ar_token"]))
+            add_wallclock(out, cf.WallClock(rnd, tokens, t["ar_token"]), scenario, spec)
         return out

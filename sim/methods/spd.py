@@ -64,7 +64,7 @@ class SPD(DecodingMethod):
             hop = grid.get("hop_ms", t["hop"])
             draft_ms = np.asarray(ls) * t["draft_layer"]
             cycle = cf.spd_cycle_ms(st.max_stage_ms, hop, draft_ms, t["verify"], t["cycle_overhead"])
-            add_wallclock(out, cf.WallClock(cycle, r, t["ar_token"]))
+            add_wallclock(out, cf.WallClock(cycle, r, t["ar_token"]), scenario, spec)
             slack = st.max_stage_ms + np.asarray(hop) - draft_ms  # > 0: PDM finishes before the stages do
             out["draft_slack_ms"] = slack
             out["draft_hidden"] = slack >= 0

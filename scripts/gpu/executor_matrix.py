@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Executor matrix for the GPU machines: the issue-4 headline and the runs the calibration (issue 6) fits on.
+
+Run from the repository root with the repo on PYTHONPATH (no install needed):
+
+    PYTHONPATH=. python scripts/gpu/executor_matrix.py --out "$OUT"          # 2 GPUs, ~8 minutes
+    PYTHONPATH=. python scripts/gpu/executor_matrix.py --smoke --out /tmp/m  # CPU, tiny shapes (tested)
+
+Each run is one ``spd run`` launch (``python -m reference.commands.run``), random bf16 weights of a real shape,
+synthetic prompts (seeded token ids: the GPU machine needs no tokenizer), CUDA graphs for every one-token step.
+
+1. Headline (qwen3-4b): AR on one GPU, SPD n=2 (controller and stage 1 on GPU 0 as separate processes,
+   stage 2 on GPU 1) with the replay draft at alpha 1.0 and 0.8, trace level ``cycle`` (no per-op
+   synchronisation): wall-clock speedup over single-GPU AR and its ratio to the theoretical L_acc.
+2. Calibration matrix (trace level ``full``): shapes smollm2-135m, qwen3-0.6b, qwen3-4b, llama-3.1-8b x
+   {AR, AR pipeline n=2, SPD replay alpha 1.0/0.8/0.6 n=2}; n=3 and n=4 with several ranks per GPU; plus
+   ``cycle``-level twins of some runs to measure what the instrumentation costs.
+
+Runs are ordered by priority and skipped once ``--budget-s`` is spent. Outputs under ``--out``: the run
+directories (under ``--work``) packed into ``executor_runs*.tar.gz`` (each about 15 MiB at most; Perfetto files left out, they are
+regenerated from trace.jsonl by ``sim.traces.to_chrome_trace``), ``matrix_summary.json`` and a table
+``matrix_summary.txt`` (also printed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HBM_BYTES_PER_S = 3.35e12  # H100 SXM (SPEC.md 3)
+PART_LIMIT_BYTES = 15 * 1024 * 1024
+TINY = ('random:custom:{"name":"tiny","vocab_size":211,"hidden_size":64,"intermediate_size":128,"num_layers":8,'
+        '"num_heads":4,"num_kv_heads":2,"head_dim":16,"max_seq_len":512}')
+
+
+@dataclass
+class Spec:
+    name: str
+    shape: str  # model spec for --model
+    method: str
+    n: int
+    placement: str | None
+    alpha: float | None = None
+    trace: str = "full"
+    group: str = "calibration"
+
+    def args(self) -> list[str]:
+        a = ["--method", self.method, "--stages", str(self.n), "--model", self.shape, "--trace", self.trace]
+        if self.placement:
+            a += ["--placement", self.placement]
+        if self.method == "spd":
+            a += ["--draft", "replay", "--alpha", str(self.alpha)]
+        return a
+
+
+@dataclass
+class Outcome:
+    spec: Spec
+    ok: bool
+    wall_s: float
+    summary: dict = field(default_factory=dict)
+    error: str = ""
+
+
+def _placements(n: int, gpus: int) -> str:
+    """Controller with stage 1 on GPU 0; stages in contiguous blocks over the GPUs."""
+    return ",".join(str(i) for i in [0] + [(s * gpus) // n for s in range(n)])
+
+
+def build_matrix(smoke: bool, gpus: int) -> list[Spec]:
+    if smoke:  # CPU: no placement
+        return [Spec("tiny_ar_cycle", TINY, "ar", 1, None, trace="cycle", group="headline"),
+                Spec("tiny_spd2_a1.0_cycle", TINY, "spd", 2, None, 1.0, "cycle", "headline"),
+                Spec("tiny_arp2", TINY, "ar_pipeline", 2, None),
+                Spec("tiny_spd2_a0.6", TINY, "spd", 2, None, 0.6),
+                Spec("tiny_spd3_a0.8", TINY, "spd", 3, None, 0.8)]
+    m: list[Spec] = []
+    q4 = "random:qwen3-4b"
+    m += [Spec("qwen3-4b_ar_cycle", q4, "ar", 1, "0", trace="cycle", group="headline"),
+          Spec("qwen3-4b_spd2_a1.0_cycle", q4, "spd", 2, _placements(2, gpus), 1.0, "cycle", "headline"),
+          Spec("qwen3-4b_spd2_a0.8_cycle", q4, "spd", 2, _placements(2, gpus), 0.8, "cycle", "headline"),
+          Spec("qwen3-4b_arp2_cycle", q4, "ar_pipeline", 2, _placements(2, gpus), trace="cycle", group="headline")]
+    shapes = ["smollm2-135m", "qwen3-0.6b", "qwen3-4b", "llama-3.1-8b"]
+    for sh in shapes:  # n = 2 on two GPUs, fully traced
+        spec = f"random:{sh}"
+        m.append(Spec(f"{sh}_ar", spec, "ar", 1, "0"))
+        m.append(Spec(f"{sh}_arp2", spec, "ar_pipeline", 2, _placements(2, gpus)))
+        for a in (1.0, 0.8, 0.6):
+            m.append(Spec(f"{sh}_spd2_a{a}", spec, "spd", 2, _placements(2, gpus), a))
+    for n in (3, 4):  # several ranks per GPU
+        for sh in ("qwen3-0.6b", "qwen3-4b", "llama-3.1-8b"):
+            spec = f"random:{sh}"
+            m.append(Spec(f"{sh}_arp{n}", spec, "ar_pipeline", n, _placements(n, gpus)))
+            m.append(Spec(f"{sh}_spd{n}_a0.8", spec, "spd", n, _placements(n, gpus), 0.8))
+    for sh in ("smollm2-135m", "qwen3-0.6b", "llama-3.1-8b"):  # instrumentation cost: cycle-level twins
+        m.append(Spec(f"{sh}_spd2_a0.8_cycle", f"random:{sh}", "spd", 2, _placements(2, gpus), 0.8, "cycle"))
+        m.append(Spec(f"{sh}_ar_cycle", f"random:{sh}", "ar", 1, "0", trace="cycle"))
+    for n in (3, 4):
+        m.append(Spec(f"qwen3-4b_spd{n}_a0.6", q4, "spd", n, _placements(n, gpus), 0.6))
+        m.append(Spec(f"qwen3-4b_spd{n}_a1.0", q4, "spd", n, _placements(n, gpus), 1.0))
+    return m
+
+
+def write_prompts(path: Path, count: int, length: int, vocab: int, seed: int) -> None:
+    rng = random.Random(seed)
+    path.write_text("".join(json.dumps({"question_id": i, "prompt_ids": [rng.randrange(vocab) for _ in range(length)]})
+                            + "\n" for i in range(count)))
+
+
+def run_one(spec: Spec, work: Path, prompts: Path, device: str, max_new_tokens: int, timeout_s: float,
+            env: dict) -> Outcome:
+    run_dir = work / "runs" / spec.name
+    cmd = [sys.executable, "-m", "reference.commands.run", *spec.args(), "--device", device,
+           "--prompts", str(prompts), "--max-new-tokens", str(max_new_tokens), "--out", str(run_dir),
+           "--seed", "0", "--warmup", "1"]
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return Outcome(spec, False, time.monotonic() - t0, error=f"timed out after {timeout_s:g} s")
+    wall = time.monotonic() - t0
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    (run_dir / "logs" / "launcher.log").write_text(r.stdout + r.stderr)
+    if r.returncode != 0:
+        return Outcome(spec, False, wall, error=(r.stderr.strip().splitlines() or ["?"])[-1][:300])
+    return Outcome(spec, True, wall, json.loads((run_dir / "summary.json").read_text()))
+
+
+def roofline_ms(shape: str) -> float | None:
+    """Weights one decode step must read (bf16), over HBM bandwidth. The untied input embedding is not read."""
+    if not shape.startswith("random:") or shape.startswith("random:custom"):
+        return None
+    from reference.shapes import SHAPES
+
+    c = SHAPES[shape[len("random:"):]]
+    params = c.num_params - (0 if c.tie_word_embeddings else c.vocab_size * c.hidden_size)
+    return 2 * params / HBM_BYTES_PER_S * 1e3
+
+
+def table(outcomes: list[Outcome]) -> tuple[str, list[dict]]:
+    base = {}
+    for o in outcomes:  # single-device AR with the same trace level is each shape's denominator
+        if o.ok and o.spec.method == "ar":
+            base[(o.spec.shape, o.spec.trace)] = o.summary["decode_tokens_per_s"]
+    rows, lines = [], []
+    hdr = f"{'run':28s} {'trace':5s} {'tok/s':>9s} {'ms/tok':>8s} {'speedup':>7s} {'L_acc':>6s} {'ratio':>6s} " \
+          f"{'accept':>6s} {'roof%':>6s} {'lossless':>8s}"
+    lines.append(hdr)
+    for o in outcomes:
+        s = o.summary
+        row = {"run": o.spec.name, **asdict(o.spec), "ok": o.ok, "wall_s": round(o.wall_s, 1), "error": o.error}
+        if not o.ok:
+            lines.append(f"{o.spec.name:28s} FAILED: {o.error}")
+            rows.append(row)
+            continue
+        tps = s["decode_tokens_per_s"]
+        ar = base.get((o.spec.shape, o.spec.trace))
+        speedup = tps / ar if ar else None
+        lacc = s.get("l_acc_mean_of_ratios") if o.spec.method == "spd" else (1.0 if o.spec.method == "ar" else None)
+        ratio = speedup / lacc if speedup and lacc else None
+        roof = roofline_ms(o.spec.shape)
+        roof_pct = 100 * roof / s["decode_ms_per_token"] if roof and o.spec.method == "ar" else None
+        row.update({"decode_tokens_per_s": tps, "decode_ms_per_token": s["decode_ms_per_token"],
+                    "speedup_vs_ar": speedup, "l_acc": lacc, "speedup_over_l_acc": ratio,
+                    "marginal_accept_rate": s.get("marginal_accept_rate"), "roofline_pct": roof_pct,
+                    "lossless_vs_reference": s.get("lossless_vs_reference"), "cycle_ms_mean": s.get("cycle_ms_mean")})
+        rows.append(row)
+
+        def f(x, spec):
+            return format(x, spec) if x is not None else "-".rjust(int(spec.split(".")[0]))
+
+        lines.append(f"{o.spec.name:28s} {o.spec.trace:5s} {tps:9.1f} {s['decode_ms_per_token']:8.3f} "
+                     f"{f(speedup, '7.3f')} {f(lacc, '6.3f')} {f(ratio, '6.3f')} "
+                     f"{f(s.get('marginal_accept_rate'), '6.3f')} {f(roof_pct, '6.1f')} "
+                     f"{str(s.get('lossless_vs_reference', '-')):>8s}")
+    return "\n".join(lines), rows
+
+
+def pack(work: Path, out: Path) -> list[Path]:
+    """work/runs/* into out/executor_runs*.tar.gz, parts of about PART_LIMIT_BYTES at most."""
+    runs = sorted((work / "runs").iterdir()) if (work / "runs").is_dir() else []
+    parts: list[Path] = []
+    current: list[Path] = []
+
+    def flush(batch: list[Path]) -> None:
+        if not batch:
+            return
+        path = out / f"executor_runs{'' if not parts else f'_{len(parts) + 1}'}.tar.gz"
+        with tarfile.open(path, "w:gz") as tar:
+            for d in batch:
+                for f in sorted(d.rglob("*")):
+                    if f.is_file() and f.name != "trace.perfetto.json":
+                        tar.add(f, arcname=str(f.relative_to(work / "runs")))
+        parts.append(path)
+
+    budget = 0
+    for d in runs:
+        size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file() and f.name != "trace.perfetto.json")
+        est = size // 6  # JSON lines compress ~6-10x
+        if current and budget + est > PART_LIMIT_BYTES:
+            flush(current)
+            current, budget = [], 0
+        current.append(d)
+        budget += est
+    flush(current)
+    return parts
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="what comes back: tar.gz parts and the summary (few files)")
+    ap.add_argument("--work", default=None, help="run directories (default: a fresh temporary directory)")
+    ap.add_argument("--smoke", action="store_true", help="CPU, tiny shapes, a handful of runs")
+    ap.add_argument("--budget-s", type=float, default=450.0, help="stop launching runs after this long")
+    ap.add_argument("--prompts", type=int, default=4, help="synthetic prompts per run")
+    ap.add_argument("--prompt-len", type=int, default=64)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--only", default=None, help="comma-separated substrings: run only matching names")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="executor_matrix_"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, NCCL_NVLS_ENABLE="0", PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if args.smoke:
+        device, gpus, vocab = "cpu", 0, 211
+        args.max_new_tokens, args.prompts, args.prompt_len = min(args.max_new_tokens, 16), min(args.prompts, 2), 8
+    else:
+        import torch
+
+        device, gpus, vocab = "cuda", torch.cuda.device_count(), 49152
+        if gpus < 1:
+            print("executor_matrix: no GPU visible (use --smoke on CPU)", file=sys.stderr)
+            return 2
+    prompts = work / "prompts.jsonl"
+    write_prompts(prompts, args.prompts, args.prompt_len, vocab, seed=0)
+    matrix = build_matrix(args.smoke, max(gpus, 1))
+    if args.only:
+        keys = args.only.split(",")
+        matrix = [s for s in matrix if any(k in s.name for k in keys)]
+    t_start = time.monotonic()
+    outcomes: list[Outcome] = []
+    for spec in matrix:
+        left = args.budget_s - (time.monotonic() - t_start)
+        if left < 15:
+            print(f"[skip] {spec.name}: budget spent", flush=True)
+            continue
+        o = run_one(spec, work, prompts, device, args.max_new_tokens, timeout_s=min(180.0, max(left, 30.0)), env=env)
+        outcomes.append(o)
+        tps = o.summary.get("decode_tokens_per_s")
+        print(f"[{time.monotonic() - t_start:6.1f} s] {spec.name}: "
+              + (f"{tps:.1f} tok/s ({o.wall_s:.1f} s)" if o.ok else f"FAILED {o.error}"), flush=True)
+    text, rows = table(outcomes)
+    (out / "matrix_summary.txt").write_text(text + "\n")
+    (out / "matrix_summary.json").write_text(json.dumps({"device": device, "gpus": gpus, "rows": rows}, indent=1))
+    parts = pack(work, out)
+    print(text)
+    print("packed: " + ", ".join(f"{p.name} ({p.stat().st_size / 2**20:.1f} MiB)" for p in parts))
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""GPU driver for issue 5 (docs/training.md "GPU runs"): two modes, each one device call of at most 10 minutes.
+
+  python scripts/gpu/train_and_eval.py train --model /var/tmp/model/smol.gguf --budget-s 480
+      data generation (about a quarter of the budget, at most 150 s) -> train PDMs n in --stages, the chain head
+      and the PPSD draft (the rest, minus a packing margin) -> $OUT/ckpt-*.tar (each <= 15 MiB; extract into
+      reference/checkpoints/), $OUT/data.safetensors + .json (reuse with --data to skip generation next time),
+      $OUT/train.log. Rerunning with --data and --resume-tar OUT_TARS continues training.
+  python scripts/gpu/train_and_eval.py eval --model /var/tmp/model/smol.gguf --budget-s 540
+      eval-acceptance on all prompts at T=0 and T=1 for every checkpoint in --checkpoints -> $OUT/acceptance.json
+      + acceptance.md; an fp32 engine cross-check on 2 prompts; then the losslessness check (SPD == AR greedy on
+      every prompt, each trained n) with the remaining time -> $OUT/lossless.json (resumable with --lossless-resume).
+
+Every step is a subprocess of this repository's own commands, so each one's output lands in the log as it runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PY = sys.executable
+
+
+def sh(cmd: list[str], log: Path, timeout: float | None = None) -> int:
+    line = " ".join(cmd)
+    print(f"$ {line}", flush=True)
+    with open(log, "a") as f:
+        f.write(f"\n$ {line}\n")
+        f.flush()
+        try:
+            r = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, timeout=timeout,
+                               env={**os.environ, "PYTHONPATH": f"{REPO}:{os.environ.get('PYTHONPATH', '')}"})
+            rc = r.returncode
+        except subprocess.TimeoutExpired:
+            f.write("TIMEOUT\n")
+            rc = 124
+    print(f"  -> exit {rc}", flush=True)
+    return rc
+
+
+def pack(ckpt_dir: Path, out: Path, limit: int = 15 << 20) -> list[Path]:
+    """Checkpoints into tars of at most ``limit`` bytes (device calls return files of at most 16 MiB)."""
+    dirs = sorted(d for d in ckpt_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    groups, cur, size = [], [], 0
+    for d in dirs:
+        s = sum(f.stat().st_size for f in d.iterdir())
+        if cur and size + s > limit:
+            groups.append(cur)
+            cur, size = [], 0
+        cur.append(d)
+        size += s
+    if cur:
+        groups.append(cur)
+    tars = []
+    for i, g in enumerate(groups):
+        path = out / f"ckpt-{i}.tar"
+        with tarfile.open(path, "w") as t:
+            for d in g:
+                t.add(d, arcname=d.name)
+        tars.append(path)
+    return tars
+
+
+def train(a: argparse.Namespace, out: Path, log: Path) -> int:
+    t0 = time.time()
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    data = Path(a.data) if a.data else work / "data.safetensors"
+    if not data.is_file():
+        gen_budget = min(150.0, a.budget_s * 0.25)
+        small = ["--topics", "2", "--self-instruct", "1", "--doc-prompts", "2", "--max-prompts", "6",
+                 "--max-new-tokens", "12"] if a.smoke else ["--self-instruct", "3"]
+        rc = sh([PY, "-m", "reference.training.make_data", "--model", a.model, "--out", str(data), "--seed", str(a.seed),
+                 "--budget-s", str(gen_budget), "--gen-batch", "384", "--no-progress"] + small, log,
+                timeout=gen_budget + 120)
+        if rc != 0:
+            return rc
+    for tar in a.resume_tar or []:
+        with tarfile.open(tar) as t:
+            t.extractall(work / "ckpt", filter="data")
+    left = a.budget_s - (time.time() - t0) - 60  # packing + model load margin
+    stages = a.stages + ("," + a.extra_stages if a.extra_stages else "")
+    rc = sh([PY, "-m", "sim.cli", "train-draft", "--model", a.model, "--data", str(data), "--out-dir", str(work / "ckpt"),
+             "--methods", "spd,chain,ppsd", "--stages", stages, "--ppsd-stages", a.ppsd_stages,
+             "--budget-s", str(max(30.0, left - 30)), "--batch-size", str(a.batch_size), "--seed", str(a.seed),
+             "--checkpoint-every-s", "60", "--no-progress"]
+            + (["--max-steps", "2", "--tower-ffn", "32", "--agg-rank", "8", "--draft-vocab", "256", "--holdout", "1"]
+               if a.smoke else []), log, timeout=max(60.0, left + 60))
+    for f in (data, data.with_suffix(".json")):
+        if f.is_file():
+            (out / f.name).write_bytes(f.read_bytes())
+    if (work / "ckpt").is_dir():
+        for t in pack(work / "ckpt", out):
+            print(f"wrote {t} ({t.stat().st_size / 2**20:.1f} MiB)")
+    return rc
+
+
+def evaluate(a: argparse.Namespace, out: Path, log: Path) -> int:
+    t0 = time.time()
+    ck = Path(a.checkpoints)
+    rc = sh([PY, "-m", "sim.cli", "eval-acceptance", "--model", a.model, "--draft", str(ck), "--temperatures", "0,1",
+             "--max-new-tokens", "16" if a.smoke else "256", "--seed", str(a.seed), "--out", str(out / "acceptance.json"),
+             "--no-progress"] + (["--limit", "1"] if a.smoke else []),
+            log, timeout=a.budget_s * 0.6)
+    if (out / "acceptance.json").is_file():
+        with open(out / "acceptance.md", "w") as f:
+            subprocess.run([PY, "-m", "sim.cli", "eval-acceptance", "--from", str(out / "acceptance.json")], cwd=REPO,
+                           stdout=f, env={**os.environ, "PYTHONPATH": str(REPO)})
+    pdms = sorted(d for d in ck.iterdir() if d.is_dir() and "-pdm-n" in d.name)
+    # fp32 cross-check of the batched emulation against the in-process engine (exact comparison needs fp32)
+    sh([PY, "-m", "sim.cli", "eval-acceptance", "--model", a.model, "--draft", str(pdms[0]), "--dtype", "fp32",
+        "--datasets", "mt_bench", "--limit", "2", "--temperatures", "0,1", "--cross-check", "2",
+        "--max-new-tokens", "16" if a.smoke else "64",
+        "--out", str(out / "crosscheck.json"), "--no-progress"], log, timeout=120)
+    left = a.budget_s - (time.time() - t0) - 20
+    if left > 30:
+        cmd = [PY, "-m", "reference.training.lossless", "--model", a.model, "--workers", str(a.workers),
+               "--max-new-tokens", "16" if a.smoke else "256"] + (["--limit", "1"] if a.smoke else []) + [
+               "--budget-s", str(left - 15), "--out", str(out / "lossless.json")]
+        if a.lossless_resume:
+            cmd += ["--resume", a.lossless_resume]
+        for d in pdms:
+            cmd += ["--draft", str(d)]
+        sh(cmd, log, timeout=left + 30)
+    return rc
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("mode", choices=("train", "eval"))
+    p.add_argument("--model", required=True, help="GGUF path on the GPU machine, e.g. /var/tmp/model/smol.gguf")
+    p.add_argument("--budget-s", type=float, default=480.0)
+    p.add_argument("--out", default=os.environ.get("OUT", "out"))
+    p.add_argument("--work", default="/var/tmp/spd-train")
+    p.add_argument("--data", default=None, help="existing training data (skips generation)")
+    p.add_argument("--resume-tar", action="append", help="ckpt-*.tar of an earlier call (resume states are not kept)")
+    p.add_argument("--stages", default="2,3,4,6")
+    p.add_argument("--extra-stages", default="", help="e.g. 8,10 when the budget allows")
+    p.add_argument("--ppsd-stages", default="4")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--checkpoints", default=str(REPO / "reference" / "checkpoints"))
+    p.add_argument("--workers", type=int, default=12, help="lossless check: processes sharing the GPU")
+    p.add_argument("--lossless-resume", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes everywhere: a CPU test of the plumbing")
+    a = p.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / f"{a.mode}.log"
+    return train(a, out, log) if a.mode == "train" else evaluate(a, out, log)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
