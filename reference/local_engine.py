@@ -156,3 +156,45 @@ class LocalEngine:
             ctrl.end_cycle(CycleOutputs(outs))
             transit = nxt
         return SPDRun(ctrl.result(), time.perf_counter() - t0, list(ctrl.records))
+
+    # ------------------------------------------------------------------------------- greedy emulation
+    @torch.inference_mode()
+    def emulate_spd_greedy(self, prompt_ids: Sequence[int], ar_tokens: Sequence[int], draft: DraftSource,
+                           eos_ids: Sequence[int] = (), anchors: Sequence[int] | None = None) -> SPDRun:
+        """SPD's greedy accept/reject sequence without running the stages per cycle (acceptance evaluation).
+
+        One forward over prompt + ``ar_tokens`` (the AR greedy output) gives every position's hidden states;
+        the controller then runs as usual with each stage's output looked up by *position*. This is exact:
+        SPD commits AR's tokens, so every token in flight ahead of the first wrong draft is AR's token at its
+        position, with AR's hidden states (causal attention); a wrong draft and everything drafted after it
+        (the only rows whose looked-up features are not their own) are flushed when that draft is rejected,
+        before any of them is verified. Up to floating-point differences between a whole-sequence forward and
+        one-token steps (a near-tie can flip), the result equals :meth:`generate_spd`'s.
+        """
+        ids = self._check(prompt_ids, len(ar_tokens), self.n - 1)
+        ar = [int(t) for t in ar_tokens]
+        plan = self.plan(draft_anchors(draft) if anchors is None else anchors)
+        ctrl = SPDController(plan, self.model, draft, SamplingConfig(), self.config.max_seq_len)
+        t0 = time.perf_counter()
+        seq = list(ids) + ar
+        wanted = sorted(set(plan.anchors[1:]) | {self.config.num_layers})
+        emb = self.model.embed(torch.tensor([seq], device=self.model.device))
+        _, hidden = self.model.stage(0, self.config.num_layers)(emb, torch.arange(len(seq)),
+                                                                self.model.new_cache(1), wanted)
+        hidden[0] = emb
+        table = {i: x[0] for i, x in hidden.items()}  # {index: [len(seq), d]}
+        P, last = len(ids), len(seq) - 1
+
+        ctrl.start(ids, len(ar), eos_ids)
+        ctrl.finish_prefill(PrefillOutputs({i: x[:P] for i, x in table.items()}))
+        while (msg := ctrl.begin_cycle()).kind is not ControlKind.STOP:
+            # drafts past the AR output are never verified: any stand-in features will do
+            outs = [StageOutput(s, pos, {i: table[i][min(pos, last)] for i in plan.stage_collect(s)})
+                    for s, pos in enumerate(msg.inflight)]
+            ctrl.run_draft()
+            ctrl.end_cycle(CycleOutputs(outs))
+        if ctrl.tokens != ar:
+            raise RuntimeError("emulation diverged from the AR tokens (a near-tie decided differently in the "
+                               "whole-sequence forward): use generate_spd for this prompt")
+        return SPDRun(ctrl.result(), time.perf_counter() - t0, list(ctrl.records))
+

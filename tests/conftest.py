@@ -1,7 +1,15 @@
 """Shared fixtures. The SmolLM2 model is loaded once per test session (dequantizing the GGUF takes ~6 s)."""
 from __future__ import annotations
 
-import pytest
+import os
+
+# CI has 2 cores and several tests start multi-process runs: one thread per process avoids
+# oversubscription (a tiny model's step was ~10x slower with 2 threads per process under load).
+# Set before torch is imported anywhere, so spawned ranks inherit it too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")

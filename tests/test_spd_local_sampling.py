@@ -19,6 +19,16 @@ from reference.model import ModelConfig
 from reference.verify import SamplingConfig
 from sim.closed_form import spd_cycles
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only add spin-waits (8x slower on a busy 2-core machine)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 CFG = ModelConfig(name="tiny-vocab", vocab_size=6, hidden_size=32, intermediate_size=64, num_layers=4,
                   num_heads=2, num_kv_heads=1, head_dim=16, max_seq_len=16)
 PROMPT, NEW, T, RUNS = [1, 4], 3, 1.0, 1000

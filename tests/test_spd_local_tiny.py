@@ -17,6 +17,16 @@ from reference.spd_controller import (ControlKind, ControlMessage, CycleOutputs,
 from sim.closed_form import spd_cycles
 from sim.errors import InputError
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only add spin-waits (8x slower on a busy 2-core machine)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 CFG = ModelConfig(name="tiny", vocab_size=97, hidden_size=64, intermediate_size=128, num_layers=7, num_heads=4,
                   num_kv_heads=2, head_dim=16, max_seq_len=96)
 PROMPTS = [[3, 14, 15, 92, 65, 35], [27, 18, 28]]
@@ -248,3 +258,42 @@ def test_draft_sees_the_staircase_and_only_pre_cycle_features(model, reference, 
             assert anchors == [a for a in A if a <= lp]
     # steady state (alpha = 1): a full staircase every cycle after the fill
     assert all(len(c) == 1 and len(i) == n for c, i in seen[n:])
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_greedy_emulation_reproduces_the_real_accept_sequence(model, reference, n):
+    """emulate_spd_greedy (stage outputs looked up from one whole-sequence forward) gives the same accept/reject
+    sequence and cycle count as the real pipeline, for a PDM and for replay drafts."""
+    eng = LocalEngine(model, n)
+    pdm = PipelineDraftModule(model, PDMConfig.default(CFG, n), seed=6)
+    accepts = []
+    for p in PROMPTS:
+        ref = reference(p)
+        for make in (lambda: pdm, lambda: ReplayDraft(0.6, reference, CFG.vocab_size, seed=4, inner=pdm),
+                     lambda: _DeepFeatureDraft(model)):
+            real = eng.generate_spd(p, make(), NEW, anchors=pdm.config.anchors).result
+            emu = eng.emulate_spd_greedy(p, ref, make(), anchors=pdm.config.anchors).result
+            assert (emu.tokens, emu.accepts, emu.cycles, emu.refill_rejects) == (
+                real.tokens, real.accepts, real.cycles, real.refill_rejects)
+            accepts.append(sum(real.accepts))
+    assert max(accepts) > 0  # some draft got accepts, so feature-dependent accept decisions were compared
+
+
+class _DeepFeatureDraft:
+    """A draft whose proposals depend on deep features: the target's head on the deepest hidden state of the
+    oldest token it is shown (layer skipping). It gets accepts on this model's repetitive output."""
+
+    vocab_ids = None
+
+    def __init__(self, model):
+        self.model = model
+
+    def begin(self, prompt):
+        pass
+
+    def propose(self, inp):
+        deepest = (inp.completed or inp.inflight)[0]
+        return self.model.final_logits(deepest.hidden[max(deepest.hidden)].view(1, 1, -1))[0, 0]
+
+    def crop(self, length):
+        pass

@@ -15,6 +15,16 @@ from reference.verify import (SamplingConfig, Verifier, draft_distribution, resi
                               speculative_verify, target_probs)
 from sim.errors import InputError
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only add spin-waits (8x slower on a busy 2-core machine)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 P = torch.tensor([0.30, 0.05, 0.20, 0.02, 0.13, 0.10, 0.15, 0.05], dtype=torch.float64)
 Q_FULL = torch.tensor([0.05, 0.30, 0.10, 0.15, 0.05, 0.20, 0.05, 0.10], dtype=torch.float64)
 # A reduced draft vocabulary {1, 2, 4, 6}: q is zero outside it (tokens 0, 3, 5, 7 only come from residuals).

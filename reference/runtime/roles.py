@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from sim.errors import InputError
 
 from ..verify import SamplingConfig
 from . import clock
-from .comm import Comm, PeerError
+from .comm import Comm
 from .config import RunConfig
 from .controller import ControllerRank, PromptResult
 from .launch import Watchdog
