@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--shape", default="smollm2-135m")
     ap.add_argument("--stages", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--tower-layers", type=int, default=2)
+    ap.add_argument("--draft-vocab", type=int, default=None, help="draft vocabulary size (default: full)")
     ap.add_argument("--prefix", type=int, default=128, help="tokens already in the caches")
     ap.add_argument("--device", default=None)
     ap.add_argument("--dtype", default=None)
@@ -47,7 +48,8 @@ def main() -> None:
     model, _ = load_model(f"random:{args.shape}", args.device, args.dtype, max_seq_len=args.prefix + 64)
     c, dev = model.config, model.device
     d = c.hidden_size
-    print(f"shape={c.name} device={dev} dtype={model.dtype} prefix={args.prefix} tower_layers={args.tower_layers}")
+    print(f"shape={c.name} device={dev} dtype={model.dtype} prefix={args.prefix} tower_layers={args.tower_layers} "
+          f"draft_vocab={args.draft_vocab or c.vocab_size}")
     print(f"{'n':>3} {'stage_layers':>12} {'stage_ms':>9} {'pdm_ms':>8} {'pdm/stage':>9}")
     for n in args.stages:
         start, end = stage_bounds(c.num_layers, n)[0]
@@ -57,7 +59,9 @@ def main() -> None:
         pos = torch.tensor([args.prefix])
         stage_ms = _median_ms(lambda: stage(x, pos, cache), args.reps, dev)
 
-        pdm = PipelineDraftModule(model, PDMConfig.default(c, n, tower_layers=args.tower_layers))
+        vocab = None if args.draft_vocab is None else torch.arange(args.draft_vocab)  # latency ignores which ids
+        pdm = PipelineDraftModule(model, PDMConfig.default(c, n, tower_layers=args.tower_layers,
+                                                           draft_vocab_size=args.draft_vocab), vocab_ids=vocab)
         A, L = pdm.config.anchors, c.num_layers
 
         def feat(p: int, lp: int) -> TokenFeatures:

@@ -193,6 +193,8 @@ class PipelineDraftModule(nn.Module):
         self.to(device=target.device, dtype=target.dtype)
         self._init_weights(seed)
         self.cache: KVCache | None = None
+        self._tied_key: tuple | None = None
+        self._tied_weight: torch.Tensor | None = None
 
     def _fc(self, d_in: int, d_out: int) -> nn.Module:
         r = self.config.agg_rank
@@ -225,7 +227,16 @@ class PipelineDraftModule(nn.Module):
         if self.head is not None:
             return self.head.weight
         w = self.target.tok_embeddings.weight
-        return w if self.vocab_ids is None else w[self.vocab_ids]
+        if self.vocab_ids is None:
+            return w
+        # Gathering the rows every cycle would copy V_draft x d per draft (160 MB for a 32k subset of a 4B
+        # model): keep the gathered copy while the (frozen) embedding stays the same tensor.
+        # (an inference-mode copy cannot be saved for backward: training must not reuse it)
+        key = (w.data_ptr(), w._version, w.dtype, w.device, self.vocab_ids.data_ptr(),
+               torch.is_inference_mode_enabled())
+        if self._tied_key != key:
+            self._tied_weight, self._tied_key = w[self.vocab_ids], key
+        return self._tied_weight
 
     def stored_tensors(self, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
         """What a checkpoint holds: trainable weights (cast to ``dtype``) and the draft vocabulary ids."""

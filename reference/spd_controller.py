@@ -277,6 +277,10 @@ class _Entry:
 
 # -------------------------------------------------------------------------------------- the controller
 class SPDController:
+    """Rank 0's side of SPD for one sequence at a time (batch 1). ``head`` embeds tokens and computes final
+    logits; ``max_seq_len`` (the stages' cache capacity) bounds prompt + new tokens + in-flight drafts.
+    ``sampling.seed`` seeds each generation afresh: vary it per prompt for independent samples."""
+
     def __init__(self, plan: PipelinePlan, head: TargetHead, draft: DraftSource,
                  sampling: SamplingConfig = SamplingConfig(), max_seq_len: int | None = None) -> None:
         if plan.n < 2:

@@ -38,6 +38,10 @@ def test_spd_equals_ar_greedy_on_smollm2(smollm2, cases, k):
         # untrained PDM on the first prompt (flush path); replay at alpha 0.7 on the second (accept runs)
         draft = pdm if k == 0 else ReplayDraft(0.7, lambda _ids, ref=ref: ref, model.config.vocab_size, seed=n,
                                                inner=pdm)
-        r = LocalEngine(model, n).generate_spd(ids, draft, NEW, eos).result
+        eng = LocalEngine(model, n)
+        r = eng.generate_spd(ids, draft, NEW, eos).result
         assert r.tokens == ref, (n, k)
         assert r.cycles == spd_cycles(len(r.tokens), n, r.refill_rejects)
+        # the cheap greedy emulation (one whole-sequence forward) reproduces the accept sequence on a real model
+        emu = eng.emulate_spd_greedy(ids, ref, draft, eos).result
+        assert (emu.accepts, emu.cycles) == (r.accepts, r.cycles)

@@ -43,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-seq-len", type=int, default=None, help="KV-cache capacity (default: model's, <= 2048)")
     p.add_argument("--stop-at-eos", action="store_true", help="stop at the model's EOS (default: exactly M tokens)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up generations")
+    p.add_argument("--check-lossless", action="store_true",
+                   help="T=0: first run AR greedy through the same pipeline and kernels (untimed) and report "
+                        "whether SPD's output is identical (the replay draft always does this)")
     p.add_argument("--stage-split", default=None, help="explicit layers per stage, e.g. 8,7")
     p.add_argument("--timeout-s", type=float, default=30.0, help="bound on any wait for a peer once running")
 
@@ -63,7 +66,7 @@ def config_from_args(args: argparse.Namespace) -> "RunConfig":
                      draft=args.draft, alpha=args.alpha, draft_checkpoint=args.draft_checkpoint,
                      draft_layers=args.draft_layers, seed=args.seed, dtype=args.dtype, trace=args.trace,
                      cuda_graphs=not args.no_cuda_graphs, timeout_s=args.timeout_s, max_seq_len=args.max_seq_len,
-                     ignore_eos=not args.stop_at_eos, warmup=args.warmup, stage_split=split)
+                     ignore_eos=not args.stop_at_eos, warmup=args.warmup, check_lossless=args.check_lossless, stage_split=split)
 
 
 def prepare(args: argparse.Namespace):

@@ -40,6 +40,7 @@ class RunConfig:
     heartbeat_s: float = 20.0  # a peer silent this long (dead, stopped, wedged) ends every rank, in any phase
     max_seq_len: int | None = None  # KV-cache capacity; default: the model's
     ignore_eos: bool = True  # timing runs generate exactly max_new_tokens; False stops at the model's EOS
+    check_lossless: bool = False  # T=0: also run AR through the same pipeline and compare (replay always does)
     warmup: int = 1  # untimed warm-up generations (first prompt, a few tokens) before the measured ones
     stage_split: list[int] | None = None  # explicit layers per stage (sums to L); default: as even as possible
 

@@ -123,7 +123,7 @@ def _drive(cfg: RunConfig, role: ControllerRank, model, prompts: list[dict], pla
     from ..spd_controller import SPDController
 
     reference: dict[tuple[int, ...], list[int]] = {}
-    if cfg.draft == "replay":
+    if cfg.draft == "replay" or (cfg.check_lossless and cfg.temperature == 0):
         # The replay draft needs AR's greedy tokens: run AR through this very pipeline first (same stage code
         # and kernels, untimed), which also makes the run check its own losslessness.
         for p in prompts:
