@@ -26,7 +26,7 @@ from torch import nn
 from sim.errors import InputError
 from sim.io import atomic_write_bytes, atomic_write_json
 
-from .model import Block, KVCache, ModelConfig, RMSNorm, Transformer
+from .model import Block, KVCache, ModelConfig, RMSNorm, Transformer, attention_inputs
 from .spd_controller import DraftInput, TokenFeatures, stage_bounds
 
 CHECKPOINT_FORMAT = "spd-pdm/1"
@@ -277,20 +277,6 @@ class PipelineDraftModule(nn.Module):
         return torch.stack(out)  # type: ignore[arg-type]
 
     # ---- tower
-    def _attention_inputs(self, positions: torch.Tensor, mask: torch.Tensor, dtype: torch.dtype
-                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """cos, sin and the mask in the form ``model.Block`` expects, built exactly as ``StageModel.forward``
-        builds them (the tower shares the target's head_dim and rotary settings, hence its tables)."""
-        c = self.tower_config
-        cos_t, sin_t, _ = self.target.tables(positions.device)
-        cos, sin = cos_t[positions].unsqueeze(-2), sin_t[positions].unsqueeze(-2)
-        if not c.rope_interleaved:
-            cos, sin = cos.to(dtype), sin.to(dtype)
-        if positions.dim() == 1:
-            cos, sin = cos.unsqueeze(0), sin.unsqueeze(0)
-        # query rows of the attention are (group, position) pairs: one mask row per group member
-        return cos, sin, mask.repeat(1, 1, c.num_heads // c.num_kv_heads, 1)
-
     def tower_forward(self, rows: torch.Tensor, positions: torch.Tensor, cache: KVCache | None = None,
                       attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder tower. With ``cache``: rows ``[1, T, d]`` at absolute ``positions [T]`` (K/V written at
@@ -299,14 +285,14 @@ class PipelineDraftModule(nn.Module):
         repeat a position (the staircase views of one token)."""
         B, T, _ = rows.shape
         tc = self.tower_config
-        if cache is not None:
-            slots = self.target.tables(positions.device)[2]
-            write_at, mask = positions, (slots[None, :] <= positions[:, None])[None, None]
+        if cache is not None:  # causal by position over the cache slots
+            write_at, mask = positions, None
         else:
             if attn_mask is None:
                 raise ValueError("tower_forward without a cache needs attn_mask")
             write_at, mask = torch.arange(T, device=rows.device), attn_mask
-        cos, sin, mask = self._attention_inputs(positions, mask, rows.dtype)
+        # the tower shares the target's head_dim and rotary settings, hence its tables and this helper
+        cos, sin, mask = attention_inputs(self.target, positions, rows.dtype, tc.num_heads // tc.num_kv_heads, mask)
         h = rows
         for j, layer in enumerate(self.tower):
             if cache is not None:

@@ -220,7 +220,7 @@ class Attention(nn.Module):
         G = c.num_heads // c.num_kv_heads
         qg = q.reshape(B, c.num_kv_heads, G * T, c.head_dim)
         y = F.scaled_dot_product_attention(qg, k_cache, v_cache, attn_mask=mask)
-        y = y.view(B, c.num_heads, T, c.head_dim).transpose(1, 2).reshape(B, T, self.q_size)
+        y = y.reshape(B, c.num_heads, T, c.head_dim).transpose(1, 2).reshape(B, T, self.q_size)
         return self.wo(y)
 
 
@@ -350,12 +350,13 @@ class StageModel(nn.Module):
         return h, hidden
 
 
-def attention_inputs(model: Transformer, positions: torch.Tensor, dtype: torch.dtype, heads_per_kv: int
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def attention_inputs(model: Transformer, positions: torch.Tensor, dtype: torch.dtype, heads_per_kv: int,
+                     mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """cos, sin and the causal mask a ``Block`` takes for queries at ``positions`` (``[T]`` or ``[B, T]``, on the
     compute device) over a static cache of ``max_seq_len`` slots. The mask has one row per (group member,
     position) pair, ``heads_per_kv * T`` rows (see ``Attention.forward``); True = may attend. Any decoder tower
-    sharing the model's head_dim and rotary settings (e.g. a draft module) builds its inputs here too."""
+    sharing the model's head_dim and rotary settings (e.g. a draft module) builds its inputs here too.
+    ``mask``: an explicit ``[B or 1, 1, T, S]`` mask (e.g. a training layout) instead of the causal one."""
     cos_t, sin_t, slots = model.tables(positions.device)
     cos = cos_t[positions].unsqueeze(-2)  # [T or B,T, 1, hd or hd/2]
     sin = sin_t[positions].unsqueeze(-2)
@@ -363,8 +364,9 @@ def attention_inputs(model: Transformer, positions: torch.Tensor, dtype: torch.d
         cos, sin = cos.to(dtype), sin.to(dtype)
     if positions.dim() == 1:
         cos, sin = cos.unsqueeze(0), sin.unsqueeze(0)
-        mask = (slots[None, :] <= positions[:, None])[None, None]  # [1, 1, T, S]
-    else:
+        if mask is None:
+            mask = (slots[None, :] <= positions[:, None])[None, None]  # [1, 1, T, S]
+    elif mask is None:
         mask = (slots[None, None, :] <= positions[:, :, None])[:, None]  # [B, 1, T, S]
     return cos, sin, mask.repeat(1, 1, heads_per_kv, 1)
 

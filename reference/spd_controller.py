@@ -32,28 +32,30 @@ from typing import Protocol, Sequence
 import torch
 
 from sim.errors import InputError
+from sim.scenario import balanced_split
 
 from .verify import SamplingConfig, Verifier, draft_distribution, sample_token
 
 
 # --------------------------------------------------------------------------------------------- the plan
-def stage_bounds(num_layers: int, n: int, split: Sequence[int] | None = None) -> tuple[tuple[int, int], ...]:
+def stage_bounds(num_layers: int, n: int, split: Sequence[int] | None = None, *,
+                 stages_field: str = "stages", split_field: str = "split") -> tuple[tuple[int, int], ...]:
     """Layer ranges ``[(start, end), ...]`` of n contiguous stages.
 
-    Default: even split; when n does not divide L the first ``L % n`` stages take the extra layer
-    (SPEC.md 1.1, floor or ceil of L/n each). ``split`` gives explicit layer counts (must sum to L).
+    Default: ``sim.scenario.balanced_split`` (the one implementation of SPEC.md 1.1's floor/ceil split: the
+    first ``L % n`` stages take the extra layer). ``split`` gives explicit layer counts (must sum to L).
+    ``stages_field``/``split_field`` name the inputs in error messages (``spd run`` says ``--stages``).
     """
     if not isinstance(n, int) or n < 1:
-        raise InputError(f"stages: must be a positive integer, got {n!r}")
+        raise InputError(f"{stages_field}: must be a positive integer, got {n!r}")
     if n > num_layers:
-        raise InputError(f"stages: {n} stages do not fit a model of {num_layers} layers")
+        raise InputError(f"{stages_field}: {n} stages do not fit a model of {num_layers} layers")
     if split is None:
-        q, r = divmod(num_layers, n)
-        sizes = [q + (1 if s < r else 0) for s in range(n)]
+        sizes = list(balanced_split(num_layers, n))
     else:
         sizes = [int(x) for x in split]
         if len(sizes) != n or any(x < 1 for x in sizes) or sum(sizes) != num_layers:
-            raise InputError(f"split: {list(split)} must be {n} positive layer counts summing to {num_layers}")
+            raise InputError(f"{split_field}: {list(split)} must be {n} positive layer counts summing to {num_layers}")
     bounds, start = [], 0
     for size in sizes:
         bounds.append((start, start + size))

@@ -130,22 +130,3 @@ def parse_placement(text: str | None) -> list[int] | None:
         return [int(x) for x in text.split(",")]
     except ValueError:
         raise InputError(f"--placement: expected comma-separated device indices like 0,0,1, got {text!r}") from None
-
-
-def stage_split(num_layers: int, stages: int, explicit: list[int] | None = None) -> list[tuple[int, int]]:
-    """Layer ranges [start, end) per stage: explicit sizes, or floor/ceil of L/n with the larger stages
-    first (SPEC.md 1.1, uneven splits)."""
-    if explicit is not None:
-        if len(explicit) != stages or any(k < 1 for k in explicit) or sum(explicit) != num_layers:
-            raise InputError(f"--stage-split: {explicit} must be {stages} positive sizes summing to {num_layers}")
-        sizes = list(explicit)
-    else:
-        if stages > num_layers:
-            raise InputError(f"--stages: {stages} stages do not fit a model of {num_layers} layers")
-        base, extra = divmod(num_layers, stages)
-        sizes = [base + (1 if s < extra else 0) for s in range(stages)]
-    out, start = [], 0
-    for k in sizes:
-        out.append((start, start + k))
-        start += k
-    return out

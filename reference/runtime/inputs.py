@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sim.errors import InputError
 
-from .config import RunConfig, stage_split
+from .config import RunConfig
 
 
 def describe_model(spec: str, max_seq_len: int | None):
@@ -98,7 +98,9 @@ def check_against_model(cfg: RunConfig, model_config, prompts: list[dict]) -> No
     the vocabulary."""
     L, V, ctx = model_config.num_layers, model_config.vocab_size, model_config.max_seq_len
     if cfg.method != "ar":
-        stage_split(L, cfg.stages, cfg.stage_split)
+        from ..spd_controller import stage_bounds
+
+        stage_bounds(L, cfg.stages, cfg.stage_split, stages_field="--stages", split_field="--stage-split")
     spare = cfg.stages - 1 if cfg.method == "spd" else 0  # SPD drafts run up to n-1 positions ahead
     for p in prompts:
         need = len(p["ids"]) + cfg.max_new_tokens + spare
