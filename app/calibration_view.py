@@ -1,22 +1,28 @@
 """Executor traces for the Calibration page (no Streamlit): load a trace set or uploaded trace files
-through the shared loaders (`sim.traces.load_trace` via `sim.calibration.extract.measure`) and
+through the shared loaders (`sim.traces.load_trace`, `sim.calibration.extract.measure_trace`) and
 compare what was measured with what the package predicts.
 
-What is compared today (the timing validation, `spd validate`, is not in the package yet):
-* acceptance accounting, per SPD run: the measured equivalent accept length n·N/K (mean over
-  prompts) against `sim.closed_form.spd_accept_length_finite` at the run's measured per-draft alpha
-  and token count: checks that the executor's cycles follow K = N + n - 2 + (n-1)R;
-* measured tokens/s and speedup over the AR run of the same model shape in the set.
+* **Timing validation** (`validation_frame`): `sim.calibration.validate.validate_runs`, the same
+  leave-one-configuration-out prediction as `spd validate`: each run's tokens/s and speedup over the AR
+  run of the same shape, predicted by a profile fitted on the runs of every other configuration (the
+  run's own accept/reject sequence replayed through the simulator). Only `--trace full` runs carry the
+  per-op events a fit needs; `--trace cycle` runs are predicted, never fitted on.
+* **Acceptance accounting** (`measured_frame`), per SPD run: the measured equivalent accept length
+  n·N/K (mean over prompts) against `sim.closed_form.spd_accept_length_finite` at the run's measured
+  per-draft alpha and token count: checks that the executor's cycles follow K = N + n - 2 + (n-1)R.
 """
 from __future__ import annotations
 
+import gzip
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from sim.calibration.extract import RunMeasurement, measure_trace
+from sim.calibration.validate import error_summary, validate_runs
 from sim.closed_form import spd_accept_length_finite
 from sim.errors import InputError
 from sim.traces import TRACE_FILE, Trace, load_trace
@@ -24,47 +30,117 @@ from sim.traces import TRACE_FILE, Trace, load_trace
 from .charts import COLORS, layout
 
 
+GZ = TRACE_FILE + ".gz"
+
+
+def _trace_file(run_dir: Path) -> Path | None:
+    for name in (TRACE_FILE, GZ):
+        if (run_dir / name).is_file():
+            return run_dir / name
+    return None
+
+
 def trace_sets(root: str | Path) -> dict[str, Path]:
-    """Folders under ``root`` that hold run directories (each with a trace.jsonl): name -> folder."""
+    """Folders under ``root`` that hold run directories (each with a trace.jsonl[.gz]): name -> folder."""
     root = Path(root)
     if not root.is_dir():
         return {}
     out = {}
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        if any((r / TRACE_FILE).is_file() for r in d.iterdir() if r.is_dir()) or (d / TRACE_FILE).is_file():
+        if any(_trace_file(r) for r in d.iterdir() if r.is_dir()) or _trace_file(d):
             out[d.name] = d
     return out
 
 
-Run = tuple[Trace, RunMeasurement]  # the raw trace (its cycle counts K) and the calibration samples
+Run = tuple[Trace, RunMeasurement]  # the raw trace (its cycle counts K, level) and the calibration samples
 
 
-def _load(path: str | Path) -> Run:
-    tr = load_trace(path)
-    return tr, measure_trace(tr)
+def trace_level(tr: Trace) -> str:
+    return str(tr.header.get("trace_level") or "full")
+
+
+def _measure(tr: Trace) -> RunMeasurement:
+    """Cycle-level traces are accepted (``require_full=False``): they lack the per-op events a fit needs,
+    so `validate_runs` only predicts them (``RunMeasurement.fittable``), never fits on them."""
+    return measure_trace(tr, require_full=False)
+
+
+def _read(path: Path, name: str | None = None) -> Run:
+    """A trace.jsonl or trace.jsonl.gz (gzip is detected by content); errors name ``name`` or the path."""
+    shown = name or str(path)
+    data = path.read_bytes() if path.is_file() else b""
+    with tempfile.TemporaryDirectory(prefix="spd-trace-") as tmp:
+        tmp_file = Path(tmp) / TRACE_FILE
+        if data[:2] == b"\x1f\x8b":
+            try:
+                tmp_file.write_bytes(gzip.decompress(data))
+            except (OSError, EOFError) as exc:
+                raise InputError(f"{shown}: not a readable gzip file ({exc})") from None
+        else:
+            tmp_file.write_bytes(data)
+        try:
+            tr = load_trace(tmp_file)
+            tr = replace(tr, path=Path(shown))
+            run = _measure(tr)
+        except InputError as exc:
+            raise InputError(str(exc).replace(str(tmp_file), shown)) from None
+    run.path = shown
+    return tr, run
 
 
 def load_folder(folder: str | Path) -> list[Run]:
     folder = Path(folder)
-    runs = sorted(r for r in folder.iterdir() if r.is_dir() and (r / TRACE_FILE).is_file()) if folder.is_dir() else []
-    if (folder / TRACE_FILE).is_file():
-        runs = [folder]
-    if not runs:
-        raise InputError(f"{folder}: no run directories with a {TRACE_FILE} inside")
-    return [_load(r) for r in runs]
+    files = [f for f in (_trace_file(r) for r in sorted(folder.iterdir()) if r.is_dir()) if f] if folder.is_dir() else []
+    if _trace_file(folder):
+        files = [_trace_file(folder)]
+    if not files:
+        raise InputError(f"{folder}: no run directories with a {TRACE_FILE} or {GZ} inside")
+    return [_read(f) for f in files]
 
 
 def load_uploaded(name: str, data: bytes) -> Run:
-    """One uploaded trace.jsonl; errors name the uploaded file, not the temporary copy."""
+    """One uploaded trace.jsonl (or .gz); errors name the uploaded file, not the temporary copy."""
     with tempfile.TemporaryDirectory(prefix="spd-upload-") as tmp:
-        path = Path(tmp) / TRACE_FILE
+        path = Path(tmp) / "upload"
         path.write_bytes(data)
-        try:
-            tr, run = _load(path)
-        except InputError as exc:
-            raise InputError(str(exc).replace(str(path), name)) from None
-    run.path = name
-    return tr, run
+        return _read(path, name)
+
+
+def _run_name(path: str) -> str:
+    p = Path(path)
+    return p.parent.name if p.name in (TRACE_FILE, GZ) else path
+
+
+FITTED = "left out of the fit"
+PREDICTED_ONLY = "predicted only (cycle-level pipeline trace)"
+
+
+def validation_frame(runs: list[Run], seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Measured vs predicted tokens/s and speedup, one row per run, and the error summary: exactly
+    `validate_runs` on the set (leave one configuration out; cycle-level runs are predicted from the
+    fittable runs of the other configurations, never fitted)."""
+    ms = [m for _, m in runs]
+    preds = [(FITTED if m.fittable else PREDICTED_ONLY, p) for m, p in zip(ms, validate_runs(ms, seed=seed))]
+
+    def pct(v: float | None) -> float:
+        return 100.0 * v if v is not None else np.nan
+
+    rows = []
+    for role, p in preds:
+        rows.append({
+            "run": _run_name(p.path), "label": p.label, "role": role, "method": p.method, "stages": p.n,
+            "measured_tokens_per_s": p.measured_tokens_per_s,
+            "predicted_tokens_per_s": p.predicted_tokens_per_s if p.predicted_tokens_per_s is not None else np.nan,
+            "error_tokens_per_s_pct": pct(p.rel_error_tokens_per_s),
+            "measured_speedup": p.measured_speedup if p.measured_speedup is not None else np.nan,
+            "predicted_speedup": p.predicted_speedup if p.predicted_speedup is not None else np.nan,
+            "error_speedup_pct": pct(p.rel_error_speedup),
+            "closed_form_speedup": p.closed_form_speedup if p.closed_form_speedup is not None else np.nan,
+            "trained_on_runs": p.trained_on,
+            "notes": "; ".join(p.notes),
+        })
+    summary = error_summary([p for _, p in preds])
+    return pd.DataFrame(rows), summary
 
 
 def measured_frame(runs: list[Run]) -> pd.DataFrame:
@@ -76,8 +152,7 @@ def measured_frame(runs: list[Run]) -> pd.DataFrame:
     ar_tps = {m.shape.key: m.tokens_per_s for _, m in runs if m.method == "ar"}
     rows = []
     for tr, m in runs:
-        p = Path(m.path)
-        row = {"run": p.parent.name if p.name == TRACE_FILE else m.path, "label": m.label, "method": m.method,
+        row = {"run": _run_name(m.path), "label": m.label, "method": m.method,
                "stages": m.n, "decoded_tokens": m.decode_tokens, "tokens_per_s": m.tokens_per_s,
                "speedup_vs_ar": m.tokens_per_s / ar_tps[m.shape.key] if m.shape.key in ar_tps else np.nan,
                "alpha_measured": np.nan, "accept_length_measured": np.nan, "accept_length_predicted": np.nan}
@@ -108,3 +183,28 @@ def scatter_figure(df: pd.DataFrame) -> dict:
          "hovertemplate": "%{text}<br>measured %{x:.3f}, predicted %{y:.3f}<extra></extra>"},
     ], "layout": layout(380, xaxis={"title": {"text": "measured accept length n·N/K"}, "range": [lo, hi]},
                         yaxis={"title": {"text": "closed form at measured alpha"}, "range": [lo, hi], "scaleanchor": "x"})}
+
+
+def validation_scatter(df: pd.DataFrame, what: str = "speedup") -> dict:
+    """Measured (x) vs predicted (y) ``speedup`` or ``tokens_per_s``, one marker per run, by role; the
+    diagonal y = x is a perfect prediction."""
+    mx, py = f"measured_{what}", f"predicted_{what}"
+    d = df.dropna(subset=[mx, py])
+    vals = pd.concat([d[mx], d[py]]) if len(d) else pd.Series([0.0, 1.0])
+    lo, hi = float(vals.min()), float(vals.max())
+    pad = 0.06 * (hi - lo or 1.0)
+    lo, hi = max(lo - pad, 0.0), hi + pad
+    colors = {FITTED: COLORS["spd"], PREDICTED_ONLY: COLORS["eagle3"]}
+    unit = "x" if what == "speedup" else " tok/s"
+    data = [{"type": "scatter", "mode": "lines", "x": [lo, hi], "y": [lo, hi], "name": "y = x (perfect prediction)",
+             "line": {"color": "#9CA3AF", "dash": "dash"}, "hoverinfo": "skip"}]
+    for role, g in d.groupby("role", sort=False):
+        err = g[f"error_{what}_pct"]
+        data.append({"type": "scatter", "mode": "markers", "name": role, "x": g[mx].tolist(), "y": g[py].tolist(),
+                     "text": [f"{r}<br>error {e:+.1f} %" for r, e in zip(g["run"], err)],
+                     "marker": {"color": colors.get(role, "#6B7280"), "size": 11},
+                     "hovertemplate": f"%{{text}}<br>measured %{{x:.3f}}{unit}, predicted %{{y:.3f}}{unit}<extra></extra>"})
+    title = "speedup over AR (x)" if what == "speedup" else "tokens/s"
+    return {"data": data, "layout": layout(380, xaxis={"title": {"text": f"measured {title}"}, "range": [lo, hi]},
+                                           yaxis={"title": {"text": f"predicted {title}"}, "range": [lo, hi],
+                                                  "scaleanchor": "x"})}

@@ -12,7 +12,7 @@ import streamlit as st
 
 from sim.errors import InputError
 
-from . import presets, whatif_model
+from . import acceptance_view, presets, whatif_model
 
 # (key, label, min, max, step, format) for the float timing sliders; all per token at batch 1.
 TIMING_SLIDERS = (
@@ -23,7 +23,11 @@ TIMING_SLIDERS = (
     ("verify_ms", "Verify: norm + LM head + decision (ms per cycle)", 0.0, 2.0, 0.01, "%.2f ms"),
     ("cycle_overhead_ms", "Controller overhead: control, bookkeeping, sync (ms per cycle)", 0.0, 5.0, 0.01, "%.2f ms"),
 )
-KNOB_KEYS = tuple(f.name for f in whatif_model.Knobs.__dataclass_fields__.values()) + ("model", "hardware")
+KNOB_KEYS = tuple(f.name for f in whatif_model.Knobs.__dataclass_fields__.values()) + (
+    "model", "hardware", "acc_source", "acc_dataset", "acc_temperature")
+ACC_SLIDERS = "Sliders (no acceptance file)"
+ACC_UPLOAD = "Upload an acceptance result file"
+ACC_SOURCES = (ACC_SLIDERS, *acceptance_view.COMMITTED, ACC_UPLOAD)
 
 
 # Denser than Streamlit's defaults: a research dashboard shows the chart above the fold at 1280x800.
@@ -59,7 +63,8 @@ def init_state() -> None:
 
 
 def _apply_presets() -> None:
-    st.session_state.update(presets.knob_defaults(st.session_state["model"], st.session_state["hardware"]))
+    ss = st.session_state
+    ss.update(presets.knob_defaults(ss["model"], ss["hardware"], ss.get("stages", 8), ss.get("draft_layers", 3)))
 
 
 def sidebar_knobs() -> None:
@@ -68,13 +73,19 @@ def sidebar_knobs() -> None:
     sb.header("Scenario")
     sb.selectbox("Model preset", list(presets.MODELS), key="model", on_change=_apply_presets,
                  help="Sets the layer count, layer times and (for the published targets) the acceptance.")
-    sb.selectbox("Hardware preset", list(presets.HARDWARE), key="hardware", on_change=_apply_presets,
-                 help=presets.HARDWARE[st.session_state["hardware"]].note)
+    sb.selectbox("Hardware preset", presets.hardware_names(), key="hardware", on_change=_apply_presets,
+                 help=presets.hardware_note(st.session_state["hardware"]))
+    if st.session_state["hardware"] in presets.PROFILE_PRESETS:
+        sb.caption("Timings from a calibrated profile, evaluated at the n and L_s they were selected with "
+                   "(re-select the preset to refresh after changing n or L_s).")
     sb.number_input("Target layers", min_value=1, max_value=256, step=1, key="layers")
     sb.slider("Pipeline stages n", 2, 32, key="stages", help="SPD needs n >= 2 and at most one stage per layer.")
     sb.slider("Draft layers L_s (PDM tower)", 1, 8, key="draft_layers")
+    over = acceptance_controls(sb)
     sb.slider("SPD acceptance alpha (per draft)", 0.0, 1.0, step=0.01, key="alpha_spd",
-              help="Per-draft conditional acceptance of SPD's one-token draft.")
+              disabled="alpha_spd" in over,
+              help="Per-draft conditional acceptance of SPD's one-token draft"
+                   + (" (set by the acceptance file while it has this n)." if "alpha_spd" in over else "."))
     with sb.expander("Baselines: EAGLE-3, PPSD, vanilla SD"):
         st.slider("EAGLE-3 acceptance alpha (per position)", 0.0, 1.0, step=0.01, key="alpha_eagle3")
         st.slider("EAGLE-3 draft steps m", 1, 16, key="eagle3_steps")
@@ -88,8 +99,60 @@ def sidebar_knobs() -> None:
             st.slider(label, lo, hi, step=step, format=fmt, key=key)
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def acceptance_table(path: str) -> acceptance_view.AcceptanceTable:
+    return acceptance_view.load_table(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def acceptance_upload(name: str, data: bytes) -> acceptance_view.AcceptanceTable:
+    return acceptance_view.load_uploaded(name, data)
+
+
+def acceptance_controls(sb) -> dict:
+    """Acceptance from an `spd eval-acceptance` result file: per dataset and temperature, SPD's alpha at the
+    chosen n (PPSD / EAGLE-3 where the file has them). Returns the knob overrides (also kept in session
+    state for `current_knobs`); a bad file is one st.error line and the sliders stay in charge."""
+    ss = st.session_state
+    ss["_acc_overrides"], ss["_acc_desc"] = {}, None
+    src = sb.selectbox("Acceptance source", ACC_SOURCES, key="acc_source",
+                       help="Per-dataset measured acceptance (docs/acceptance-format.md) instead of the alpha sliders.")
+    if src == ACC_SLIDERS:
+        return {}
+    table = None
+    try:
+        if src == ACC_UPLOAD:
+            up = sb.file_uploader("Acceptance result file (spd eval-acceptance --out)", type=None, key="acc_upload")
+            if up is None:
+                sb.info("Upload a result file of `spd eval-acceptance`; until then the sliders are used.")
+                return {}
+            table = acceptance_upload(up.name, up.getvalue())
+        else:
+            table = acceptance_table(str(acceptance_view.COMMITTED[src]))
+    except InputError as exc:
+        sb.error(f"{exc}", icon=":material/error:")
+        return {}
+    if ss.get("acc_dataset") not in table.datasets:
+        ss["acc_dataset"] = "overall" if "overall" in table.datasets else table.datasets[0]
+    if ss.get("acc_temperature") not in table.temperatures:
+        ss["acc_temperature"] = table.temperatures[0]
+    ds = sb.selectbox("Dataset", table.datasets, key="acc_dataset")
+    temp = sb.selectbox("Temperature", table.temperatures, key="acc_temperature", format_func=lambda t: f"T = {t:g}")
+    choice = acceptance_view.choose(table, ds, temp, int(ss["stages"]), int(ss.get("eagle3_steps", 7)))
+    for m in choice.messages:
+        sb.warning(m, icon=":material/info:")
+    if choice.overrides:
+        used = ", ".join(f"{k.removeprefix('alpha_').upper()} {v:.3f}" for k, v in choice.overrides.items())
+        ss["_acc_desc"] = f"alpha from {table.name} ({table.target}; {ds}, T = {temp:g}, n = {ss['stages']}): {used}"
+        sb.caption(ss["_acc_desc"])
+    ss["_acc_overrides"] = dict(choice.overrides)
+    return choice.overrides
+
+
 def current_knobs() -> whatif_model.Knobs:
-    return whatif_model.Knobs.from_mapping(dict(st.session_state))
+    values = dict(st.session_state)
+    values.update(st.session_state.get("_acc_overrides") or {})
+    return whatif_model.Knobs.from_mapping(values)
 
 
 @contextmanager

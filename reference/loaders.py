@@ -317,21 +317,28 @@ def hf_config(path: Path, raw: dict, max_seq_len: int | None) -> ModelConfig:
         raise InputError(f"{src}: {exc}") from None
 
 
+def read_hf_dir(path: Path, max_seq_len: int | None, label: str = "") -> tuple[ModelConfig, list[Path]]:
+    """The ModelConfig (from config.json) and the sorted ``*.safetensors`` files of a Hugging Face checkpoint
+    directory, without reading any weights. Errors start with ``label`` (e.g. ``"--model: "``)."""
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise InputError(f"{label}{path}: no config.json (not a Hugging Face checkpoint directory)")
+    try:
+        raw = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{label}{cfg_path}: invalid JSON: {exc}") from None
+    config = hf_config(path, raw, max_seq_len)
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise InputError(f"{label}{path}: no *.safetensors weight files")
+    return config, files
+
+
 def load_hf_dir(path: Path, device: torch.device, dtype: torch.dtype, *, max_seq_len: int | None = None
                 ) -> tuple[Transformer, ChatTokenizer | None]:
     from safetensors import safe_open
 
-    cfg_path = path / "config.json"
-    if not cfg_path.is_file():
-        raise InputError(f"{path}: no config.json (not a Hugging Face checkpoint directory)")
-    try:
-        raw = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{cfg_path}: invalid JSON: {exc}") from None
-    config = hf_config(path, raw, max_seq_len)
-    files = sorted(path.glob("*.safetensors"))
-    if not files:
-        raise InputError(f"{path}: no *.safetensors weight files")
+    config, files = read_hf_dir(path, max_seq_len)
     where: dict[str, object] = {}
     try:
         handles = [safe_open(str(f), framework="pt") for f in files]

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 PAGES = {
     "": ("whatif", ".js-plotly-plot", 1),
     "timeline": ("timeline", ".js-plotly-plot", 1),
-    "calibration": ("calibration", '[data-testid="stMetric"], [data-testid="stAlert"]', 0),
+    "calibration": ("calibration", '[data-testid="stMetric"]', 2),
     "published": ("published", '[data-testid="stDataFrame"]', 0),
 }
 MAX_BYTES = 300_000

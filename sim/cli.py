@@ -81,5 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def run_reporting_input_errors(prog: str, run, args) -> int:
+    """``run(args)`` for a stand-alone entry point (``python -m ...``): bad input (InputError) becomes one line
+    ``prog: error: ...`` on stderr and exit status 2, as under ``spd``."""
+    try:
+        return run(args)
+    except InputError as exc:
+        sys.stderr.write(f"{prog}: error: {exc}\n")
+        return 2
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -26,3 +26,15 @@ def smollm2_tokenizer():
     from reference.loaders import load_default_tokenizer
 
     return load_default_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: intra-op threads only add spin-waits (8x slower on a busy 2-core machine). Modules of tiny
+    torch tests use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

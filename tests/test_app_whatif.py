@@ -131,3 +131,59 @@ def test_launcher_command_and_bad_port(capsys):
     assert "--port: must lie in 1..65535" in capsys.readouterr().err
     assert main(["dashboard", "--dry-run", "--port", "8555"]) == 0
     assert "--server.port=8555" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ measured acceptance, profile preset
+def test_acceptance_file_sets_alpha_per_stages(at):
+    from app import acceptance_view, ui
+
+    committed = next(iter(acceptance_view.COMMITTED))
+    table = acceptance_view.load_table(acceptance_view.COMMITTED[committed])
+    at.slider(key="stages").set_value(4).run()
+    at.selectbox(key="acc_source").set_value(committed).run()
+    at.selectbox(key="acc_dataset").set_value("gsm8k").run()
+    assert not at.exception and not at.error
+    want = table.lookup("spd", "gsm8k", 0.0)[4]
+    assert 0.2 < want < 0.5 and want != pytest.approx(at.session_state["alpha_spd"])  # the file, not the slider
+    rows = at.dataframe[0].value.set_index("name")
+    assert rows.loc["SPD", "alpha"] == pytest.approx(want)
+    assert rows.loc["PPSD", "alpha"] == pytest.approx(table.lookup("ppsd", "gsm8k", 0.0)[4])
+    spd = _spd_prediction(whatif_model.Knobs(**{**_knobs(at).as_dict(), "alpha_spd": want,
+                                                 "alpha_ppsd": rows.loc["PPSD", "alpha"]}))
+    assert at.metric[0].value == f"{spd.wallclock_speedup:.2f}x"
+    at.selectbox(key="acc_temperature").set_value(1.0).run()
+    assert at.dataframe[0].value.set_index("name").loc["SPD", "alpha"] == pytest.approx(table.lookup("spd", "gsm8k", 1.0)[4])
+    # an n the file does not have: said in the page, the slider's alpha is used
+    at.slider(key="stages").set_value(8).run()
+    assert any("n = 8 is not in acceptance.json" in w.value for w in at.warning)
+    assert at.dataframe[0].value.set_index("name").loc["SPD", "alpha"] == pytest.approx(at.session_state["alpha_spd"])
+    assert ui.ACC_UPLOAD in at.selectbox(key="acc_source").options
+
+
+@pytest.mark.parametrize("payload,message", [
+    (b"not json at all", "bad.json: not a readable JSON file"),
+    (b'{"format": "spd-acceptance", "version": 7, "results": []}', "bad.json: not an spd-acceptance file of version"),
+])
+def test_bad_acceptance_upload_is_a_message(at, payload, message):
+    from app import ui
+
+    at.selectbox(key="acc_source").set_value(ui.ACC_UPLOAD).run()
+    at.file_uploader(key="acc_upload").set_value([("bad.json", payload, "application/json")]).run()
+    assert not at.exception
+    assert at.error and message in at.error[0].value
+    assert _fig(at)  # the page still draws, on the sliders
+
+
+def test_profile_hardware_preset_reproduces_published_cycle(at):
+    """The committed published-implementation profile as a preset: at n=8 / L_s=3 its timings give the
+    cycle the wall clock implies (4.75 ms, docs/calibration.md) and ~the published 2.53x."""
+    name = next(iter(presets.PROFILE_PRESETS))
+    assert "calibrated profile" in name.lower() and "published_qwen35_4b.json" in name
+    at.selectbox(key="hardware").set_value(name).run()
+    assert not at.exception and not at.error
+    t = presets.profile_timings(str(presets.PROFILE_PRESETS[name]), presets.DEFAULT_MODEL, 8, 3)
+    assert at.slider(key="layer_ms").value == pytest.approx(round(t["layer_ms"], 3))
+    assert t["layer_ms"] == pytest.approx(0.8945, abs=1e-3) and t["hop_ms"] == pytest.approx(0.1303, abs=1e-3)
+    spd = _spd_prediction(_knobs(at))
+    assert spd.cycle_ms == pytest.approx(4.75, abs=0.03)
+    assert spd.wallclock_speedup == pytest.approx(2.53, abs=0.08)

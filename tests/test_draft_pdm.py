@@ -14,18 +14,13 @@ from reference.shapes import shape_config
 from reference.spd_controller import DraftInput, PipelinePlan, TokenFeatures, stage_bounds
 from sim.errors import InputError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add spin-waits (8x slower on a busy 2-core machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+from _tiny import tiny_config
 
 
-CFG = ModelConfig(name="tiny", vocab_size=97, hidden_size=64, intermediate_size=128, num_layers=8, num_heads=4,
-                  num_kv_heads=2, head_dim=16, max_seq_len=64)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one intra-op thread for tiny tensors
+
+
+CFG = tiny_config()
 
 
 @pytest.fixture(scope="module")

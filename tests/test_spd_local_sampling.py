@@ -20,13 +20,7 @@ from reference.verify import SamplingConfig
 from sim.closed_form import spd_cycles
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add spin-waits (8x slower on a busy 2-core machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one intra-op thread for tiny tensors
 
 
 CFG = ModelConfig(name="tiny-vocab", vocab_size=6, hidden_size=32, intermediate_size=64, num_layers=4,

@@ -10,25 +10,20 @@ import torch
 from reference.draft import PDMConfig, PipelineDraftModule, ReplayDraft
 from reference.loaders import random_model
 from reference.local_engine import LocalEngine
-from reference.model import ModelConfig, generate_greedy
+from reference.model import generate_greedy
 from reference.verify import SamplingConfig
 from reference.spd_controller import (ControlKind, ControlMessage, CycleOutputs, PipelinePlan, PrefillOutputs,
                                       SPDController, StageOutput, stage_bounds)
 from sim.closed_form import spd_cycles
 from sim.errors import InputError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add spin-waits (8x slower on a busy 2-core machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+from _tiny import tiny_config
 
 
-CFG = ModelConfig(name="tiny", vocab_size=97, hidden_size=64, intermediate_size=128, num_layers=7, num_heads=4,
-                  num_kv_heads=2, head_dim=16, max_seq_len=96)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one intra-op thread for tiny tensors
+
+
+CFG = tiny_config(num_layers=7, max_seq_len=96)
 PROMPTS = [[3, 14, 15, 92, 65, 35], [27, 18, 28]]
 NEW = 24
 

@@ -9,7 +9,6 @@ import torch
 
 from reference.draft import PipelineDraftModule
 from reference.loaders import random_model
-from reference.model import ModelConfig
 from reference.training.drafts import DraftDims, chain_outputs, make_config, spd_logits
 from reference.training.evaluate import EvalPrompt, engine_crosscheck
 from reference.training.features import Batch, FeatureStore
@@ -17,8 +16,9 @@ from reference.training.generate import generate_batch, pad_batch, teacher_force
 from reference.training.layout import staircase_layout
 from reference.training.trainer import TrainSettings, train
 
-CFG = ModelConfig(name="tiny", vocab_size=97, hidden_size=64, intermediate_size=128, num_layers=8, num_heads=4,
-                  num_kv_heads=2, head_dim=16, max_seq_len=128)
+from _tiny import tiny_config
+
+CFG = tiny_config(max_seq_len=128)
 DIMS = DraftDims(tower_layers=2, tower_heads=2, tower_kv_heads=1, tower_ffn=32, agg_rank=8, draft_vocab_size=None)
 
 

@@ -10,6 +10,8 @@ st.caption("Closed-form model (sim.closed_form via the method registry). Speedup
            "single-device AR tokens/s; theoretical counts layer forwards only (the paper's accounting).")
 
 knobs = ui.current_knobs()
+if st.session_state.get("_acc_desc"):
+    st.info(f"Measured acceptance: {st.session_state['_acc_desc']}.", icon=":material/dataset:")
 with ui.input_errors():
     df = ui.curves(knobs.as_dict())
     table = ui.point_table(knobs.as_dict())

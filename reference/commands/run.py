@@ -118,16 +118,11 @@ def run(args: argparse.Namespace) -> int:
 def _main(argv: list[str] | None = None) -> int:
     """``python -m reference.commands.run ...``: the same command without the other subcommands' imports
     (GPU machines may lack the simulator's dependencies)."""
-    from sim.cli import _Parser
+    from sim.cli import _Parser, run_reporting_input_errors
 
     parser = _Parser(prog="spd run", description="run AR / AR-pipeline / SPD for real on torch.distributed")
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except InputError as exc:
-        sys.stderr.write(f"spd run: error: {exc}\n")
-        return 2
+    return run_reporting_input_errors("spd run", run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

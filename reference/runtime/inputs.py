@@ -19,7 +19,7 @@ from .config import RunConfig
 def describe_model(spec: str, max_seq_len: int | None):
     """(ModelConfig, tokenizer or None). Random shapes and checkpoint directories need no weights; the GGUF
     (default model) is small and carries its tokenizer in the same file, so it is loaded on the CPU."""
-    from ..loaders import hf_config, load_default_tokenizer, load_model
+    from ..loaders import load_default_tokenizer, load_model, read_hf_dir
     from ..shapes import shape_config
     from ..tokenizer import ChatTokenizer
 
@@ -29,16 +29,7 @@ def describe_model(spec: str, max_seq_len: int | None):
         return shape_config("smollm2-135m", max_seq_len), load_default_tokenizer()
     path = Path(spec).expanduser()
     if path.is_dir():
-        cfg_path = path / "config.json"
-        if not cfg_path.is_file():
-            raise InputError(f"--model: {path}: no config.json (not a Hugging Face checkpoint directory)")
-        if not list(path.glob("*.safetensors")):
-            raise InputError(f"--model: {path}: no *.safetensors weight files")
-        try:
-            raw = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"--model: {cfg_path}: invalid JSON: {exc}") from None
-        config = hf_config(path, raw, max_seq_len)
+        config, _ = read_hf_dir(path, max_seq_len, label="--model: ")
         return config, ChatTokenizer.from_hf_dir(path, config.eos_token_ids)
     if not path.exists():
         raise InputError(f"--model: {spec}: no such model file or directory (use smollm2, random:SHAPE, a "

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from sim.cli import run_reporting_input_errors
 from sim.errors import InputError
 
 
@@ -62,12 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", default=None)
     p.add_argument("--resume", default=None, help="a previous report: its checked pairs are kept and skipped")
     p.add_argument("--out", required=True)
-    a = p.parse_args(argv)
-    try:
-        return _run(a)
-    except InputError as exc:
-        sys.stderr.write(f"lossless: error: {exc}\n")
-        return 2
+    return run_reporting_input_errors("lossless", _run, p.parse_args(argv))
 
 
 def _run(a: argparse.Namespace) -> int:

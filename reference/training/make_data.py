@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from sim.cli import run_reporting_input_errors
 from sim.errors import InputError
 
 
@@ -173,12 +174,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m reference.training.make_data", description=__doc__.split("\n")[0])
     add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return run(args)
-    except InputError as exc:
-        sys.stderr.write(f"make_data: error: {exc}\n")
-        return 2
+    return run_reporting_input_errors("make_data", run, p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -109,6 +109,16 @@ class RunMeasurement:
     bookkeeping_ms: list[float] = field(default_factory=list)
     flush_ms: float | None = None
     hops: list[tuple[str, int, float]] = field(default_factory=list)  # (link type, bytes, latency ms)
+    # the same messages, latency counted from the end of the sender-side send of a hidden state (which the
+    # model charges to the sending stage): receive end - max(send end, receive start); collect / final
+    # messages (whose send is not charged separately) keep the full latency
+    net_hops: list[tuple[str, int, float]] = field(default_factory=list)
+    collect_ms: list[float] = field(default_factory=list)  # SPD, draft-bound cycles: draft end -> verify start
+    trace_level: str = "full"  # "cycle": a validation target only (no per-op samples)
+
+    @property
+    def fittable(self) -> bool:
+        return self.method == "ar" or self.trace_level == "full"
     ar_step_ms: list[float] = field(default_factory=list)
 
     @property
@@ -152,12 +162,14 @@ def _ms(ns: int) -> float:
     return ns / 1e6
 
 
-def measure(path: str | Path) -> RunMeasurement:
-    """Load one run directory and extract its samples (InputError on a trace that cannot be used)."""
-    return measure_trace(load_trace(path))
+def measure(path: str | Path, require_full: bool = True) -> RunMeasurement:
+    """Load one run directory and extract its samples (InputError on a trace that cannot be used).
+    ``require_full=False`` accepts cycle-level pipeline traces (validation targets: tokens/s and the
+    accept sequence only, no per-op samples)."""
+    return measure_trace(load_trace(path), require_full)
 
 
-def measure_trace(tr: Trace) -> RunMeasurement:
+def measure_trace(tr: Trace, require_full: bool = True) -> RunMeasurement:
     h = tr.header
     src = str(tr.path)
     if "model" not in h or not isinstance(h["model"], dict):
@@ -165,7 +177,8 @@ def measure_trace(tr: Trace) -> RunMeasurement:
     shape = ModelShape.from_config(h["model"], f"{src}: header.model")
     if not tr.prompts:
         raise InputError(f"{src}: no prompt records: the run has no measured generation")
-    if tr.header.get("trace_level") not in (None, "full") and tr.method != "ar":
+    level = tr.header.get("trace_level") or "full"
+    if require_full and level != "full" and tr.method != "ar":
         raise InputError(f"{src}: trace_level {tr.header.get('trace_level')!r}: calibration needs per-op events "
                          "(--trace full); a cycle-level trace can only be validated against, not fitted")
     split = tuple(int(b - a) for a, b in h.get("stage_layers") or [[0, shape.layers]])
@@ -182,11 +195,13 @@ def measure_trace(tr: Trace) -> RunMeasurement:
         alpha=(float(draft["alpha"]) if draft.get("alpha") is not None else None) if tr.method == "spd" else None,
         temperature=float(h.get("temperature", 0.0)), environment=env,
         prompts=[PromptRun(p.N - 1, tuple(int(a) for a in p.accepts), _ms(p.decode_ns)) for p in tr.prompts if p.N >= 2],
+        trace_level=str(level),
     )
     if m.method == "ar":
         m.ar_step_ms = [p.decode_ms / p.tokens for p in m.prompts if p.tokens > 0]
         return m
-    _pipeline_samples(tr, m)
+    if level == "full":
+        _pipeline_samples(tr, m)
     return m
 
 
@@ -200,7 +215,7 @@ def _pipeline_samples(tr: Trace, m: RunMeasurement) -> None:
             s = e.rank - 1
             m.stage.append(StageSample(s, m.split[s], m.ranks_on_device(e.rank), e.duration_ms))
             if s == 0 and (e.prompt, e.cycle) in ctrl:
-                m.control_hop_ms.append(_ms(e.t0_ns - ctrl[(e.prompt, e.cycle)].t1_ns))
+                m.control_hop_ms.append(max(_ms(e.t0_ns - ctrl[(e.prompt, e.cycle)].t1_ns), 0.0))  # >= 0: clock residual
         elif e.name == "draft" and e.rank == 0 and (e.prompt, e.cycle) in cycles:
             m.draft.append((cycles[(e.prompt, e.cycle)].in_flight + 1, e.duration_ms))
         elif e.name == "verify" and e.rank == 0:
@@ -227,4 +242,21 @@ def _pipeline_samples(tr: Trace, m: RunMeasurement) -> None:
         m.flush_ms = max(float(np.mean(pairs) - np.mean(acc) - np.mean(go1)), 0.0)
     for hop in tr.hops():
         a, b = (int(x) for x in hop.link.split("->"))
-        m.hops.append((m.link_type(a, b), int(hop.send.extra.get("bytes") or 0), hop.latency_ns / 1e6))
+        lt, nb = m.link_type(a, b), int(hop.send.extra.get("bytes") or 0)
+        m.hops.append((lt, nb, hop.latency_ns / 1e6))
+        if hop.send.cycle > 0:
+            start = hop.send.t1_ns if hop.send.extra.get("what") == "hidden" else hop.send.t0_ns
+            m.net_hops.append((lt, nb, max(hop.recv.t1_ns - max(start, hop.recv.t0_ns), 0) / 1e6))
+    # rank 0's serial receive of the collected outputs after a draft that outlasted the stages: the data is
+    # there (every collect send ended before the draft did), yet receiving it (host staging + gloo for a
+    # same-device sender, an NCCL receive + sync otherwise) costs time before verify can start
+    drafts = {(e.prompt, e.cycle): e for e in tr.select("draft", 0) if e.cycle > 0}
+    verifies = {(e.prompt, e.cycle): e for e in tr.select("verify", 0) if e.cycle > 0}
+    coll_end: dict = defaultdict(int)
+    for e in tr.select("send"):
+        if e.cycle > 0 and e.extra.get("peer") == 0:
+            coll_end[(e.prompt, e.cycle)] = max(coll_end[(e.prompt, e.cycle)], e.t1_ns)
+    for key, d in drafts.items():
+        v = verifies.get(key)
+        if v is not None and key in coll_end and coll_end[key] <= d.t1_ns:
+            m.collect_ms.append(max(_ms(v.t0_ns - d.t1_ns), 0.0))

@@ -25,7 +25,7 @@ from scipy.optimize import least_squares, lsq_linear
 
 from ..errors import InputError
 from .extract import ModelShape, RunMeasurement
-from .profile import LINK_TYPES, Dist, LinearFit, Profile, StageModel
+from .profile import LINK_TYPES, Dist, LinearFit, MethodTerms, Profile, StageModel
 
 
 def fit_linear(features: list[dict[str, float]], y: list[float], names: tuple[str, ...]) -> LinearFit:
@@ -65,45 +65,97 @@ def fit_stage(runs: list[RunMeasurement]) -> StageModel:
         raise InputError("calibrate: no stage forward events in the traces (need at least one ar_pipeline or spd run "
                          "traced with --trace full)")
     shapes = sorted({runs[ri].shape.key for ri, _ in groups})
-    rows = []  # (shape index, layers, ranks_on_device, median ms, count)
+    methods = sorted({r.method for r in runs})
+    rows = []  # (shape index, layers, ranks_on_device, median ms, count, method index)
     ratios = []
     for (ri, _), ss in groups.items():
         ms = [s.ms for s in ss]
         med = _med(ms)
-        rows.append((shapes.index(runs[ri].shape.key), ss[0].layers, ss[0].ranks_on_device, med, len(ms)))
+        rows.append((shapes.index(runs[ri].shape.key), ss[0].layers, ss[0].ranks_on_device, med, len(ms),
+                     methods.index(runs[ri].method)))
         if med > 0:
             ratios.extend(np.asarray(ms) / med)
     arr = np.array(rows, dtype=float)
-    si, k, r, y, cnt = arr.T
+    si, k, r, y, cnt, mi = arr.T
     fit_b = len(set(k.tolist())) > 1
+    # contention: one kappa per method whose runs have shared AND unshared stages or where another method
+    # pins the per-layer times (the co-resident controller does different things: it drafts in SPD, it
+    # sits in a posted receive in the AR pipeline), pooled when only one method shares a device
+    shared_methods = sorted({int(m) for m, rr in zip(mi, r) if rr > 1})
     fit_kappa = len(set(r.tolist())) > 1
+    kidx = {m: j for j, m in enumerate(shared_methods)} if fit_kappa else {}
+    nk = len(kidx)
     w = np.sqrt(cnt)
 
     def unpack(p):
         a = p[:len(shapes)]
         b = p[len(shapes)] if fit_b else 0.0
-        kap = p[len(shapes) + int(fit_b)] if fit_kappa else 0.0
+        kap = np.asarray(p[len(shapes) + int(fit_b):len(shapes) + int(fit_b) + nk], dtype=float)
         return a, b, kap
+
+    def kappa_rows(kap):
+        return np.array([kap[kidx[int(m)]] if int(m) in kidx else 0.0 for m in mi])
 
     def model(p):
         a, b, kap = unpack(p)
-        return (k * a[si.astype(int)] + b) * (1.0 + kap * (r - 1.0))
+        return (k * a[si.astype(int)] + b) * (1.0 + kappa_rows(kap) * (r - 1.0))
 
-    x0 = [max(_med(y[si == j] / k[si == j]), 1e-6) for j in range(len(shapes))] + [0.0] * (int(fit_b) + int(fit_kappa))
+    x0 = [max(_med(y[si == j] / k[si == j]), 1e-6) for j in range(len(shapes))] + [0.0] * (int(fit_b) + nk)
     sol = least_squares(lambda p: w * (model(p) - y) / y, x0, bounds=(0.0, np.inf))
-    a, b, kap = unpack(sol.x)
+    a, b, kaps = unpack(sol.x)
+    by_method = {methods[m]: float(kaps[j]) for m, j in kidx.items()}
+    shared_cnt = {methods[m]: float(cnt[(mi == m) & (r > 1)].sum()) for m in kidx}
+    kap = (sum(by_method[m] * shared_cnt[m] for m in by_method) / max(sum(shared_cnt.values()), 1.0)) if by_method else 0.0
     rmse = float(np.sqrt(np.mean((model(sol.x) - y) ** 2)))
     # a(shape) across widths: a = a0 + a1 * layer_mparams (weighted by forwards measured)
     params = {key: next(rr.shape for rr in runs if rr.shape.key == key).layer_mparams for key in shapes}
     feats = [{"const": 1.0, "layer_mparams": params[key]} for key in shapes]
     line = fit_linear(feats, list(a), ("const", "layer_mparams"))
     return StageModel(a0_ms=line.coef.get("const", 0.0), a1_ms_per_mparam=line.coef.get("layer_mparams", 0.0),
-                      b_ms=float(b), kappa=float(kap), per_shape_layer_ms={key: float(v) for key, v in zip(shapes, a)},
+                      b_ms=float(b), kappa=float(kap), kappa_by_method=by_method, per_shape_layer_ms={key: float(v) for key, v in zip(shapes, a)},
                       spread=Dist.of(ratios), rmse_ms=rmse, points=len(rows))
 
 
 def _rank0_contention(stage: StageModel, r: RunMeasurement) -> float:
-    return stage.contention(r.ranks_on_device(0))
+    return stage.contention(r.ranks_on_device(0), r.method)
+
+
+def _link_dists(runs: list[RunMeasurement], net: bool = False) -> tuple[dict[str, Dist], dict[str, float]]:
+    """Per link type: the one-token hop latency distribution and the size slope (ms per KiB). ``net``:
+    latencies counted from the end of a hidden state's sender-side send (RunMeasurement.net_hops)."""
+    hops: dict[str, Dist] = {}
+    slopes: dict[str, float] = {}
+    for lt in LINK_TYPES:
+        hs = [(b, ms) for r in runs for (t, b, ms) in (r.net_hops if net else r.hops) if t == lt]
+        if not hs:
+            continue
+        sizes = np.array([b for b, _ in hs], dtype=float)
+        lat = np.array([ms for _, ms in hs], dtype=float)
+        small = sizes == sizes.min()
+        hops[lt] = Dist.of(lat[small])
+        slopes[lt] = 0.0
+        if np.ptp(sizes) > 0:
+            lin = fit_linear([{"const": 1.0, "kb": s / 1024.0} for s in sizes], list(lat), ("const", "kb"))
+            slopes[lt] = lin.coef.get("kb", 0.0)
+    return hops, slopes
+
+
+def fit_by_method(pipe: list[RunMeasurement]) -> dict[str, MethodTerms]:
+    """The terms that depend on what the controller does while the stages work, per pipeline method:
+    control delivery + input receive, the sender-side send and the hop latency per link type. On a GPU
+    shared by the controller and stage 1 (separate processes, time-sliced), the AR pipeline's controller
+    waits in a posted NCCL receive while stage 1 computes and sends, SPD's controller runs the draft:
+    the same link costs differ by several x (docs/perf-notes.md), so a pooled value fits neither."""
+    out: dict[str, MethodTerms] = {}
+    for method in sorted({r.method for r in pipe}):
+        rs = [r for r in pipe if r.method == method]
+        hops, _ = _link_dists(rs, net=True)
+        ch = [x for r in rs for x in r.control_hop_ms]
+        sd = [x for r in rs for x in r.send_ms]
+        co = [x for r in rs for x in r.collect_ms]
+        out[method] = MethodTerms(control_hop=Dist.of(ch) if ch else None, send_ms=Dist.of(sd) if sd else None,
+                                  hops=hops, collect=Dist.of(co) if co else None, runs=len(rs))
+    return out
 
 
 def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> Profile:
@@ -153,20 +205,7 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
                 if med > 0:
                     draft_ratios.extend(np.asarray(ms) / med)
 
-    hops: dict[str, Dist] = {}
-    slopes: dict[str, float] = {}
-    for lt in LINK_TYPES:
-        hs = [(b, ms) for r in pipe for (t, b, ms) in r.hops if t == lt]
-        if not hs:
-            continue
-        sizes = np.array([b for b, _ in hs], dtype=float)
-        lat = np.array([ms for _, ms in hs], dtype=float)
-        small = sizes == sizes.min()
-        hops[lt] = Dist.of(lat[small])
-        slopes[lt] = 0.0
-        if np.ptp(sizes) > 0:
-            lin = fit_linear([{"const": 1.0, "kb": s / 1024.0} for s in sizes], list(lat), ("const", "kb"))
-            slopes[lt] = lin.coef.get("kb", 0.0)
+    hops, slopes = _link_dists(pipe)
     if not hops:
         raise InputError("calibrate: no matched hidden-state sends/receives in the traces (need --trace full pipeline runs)")
 
@@ -193,6 +232,7 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
         verify=fit_linear(ver_f, ver_y, ("const", "head_mparams", "stages")),
         bookkeeping=Dist.of([x for r in pipe for x in r.bookkeeping_ms]),
         flush=Dist.of(flush) if flush else Dist(0.0), cost_spread=Dist.of(cost_ratios) if cost_ratios else Dist(1.0),
+        by_method=fit_by_method(pipe),
         source={"traces": [r.path for r in runs], "configurations": sorted({r.config_key for r in runs}),
                 "shapes": shapes, "created_unix_s": time.time(), "notes": notes},
     )

@@ -25,7 +25,7 @@ def trace_files(paths: list[str]) -> list[Path]:
     return out
 
 
-def load_runs(paths: list[str]) -> list[RunMeasurement]:
+def load_runs(paths: list[str], require_full: bool = True) -> list[RunMeasurement]:
     runs = []
     for f in trace_files(paths):
         if f.suffix == ".gz":
@@ -35,8 +35,8 @@ def load_runs(paths: list[str]) -> list[RunMeasurement]:
                 raise InputError(f"{f}: not a readable gzip file ({exc})") from None
             with tempfile.TemporaryDirectory() as tmp:
                 (Path(tmp) / "trace.jsonl").write_bytes(text)
-                m = measure(tmp)
+                m = measure(tmp, require_full)
             runs.append(replace(m, path=str(f)))
         else:
-            runs.append(measure(f))
+            runs.append(measure(f, require_full))
     return runs

@@ -89,17 +89,33 @@ class StageModel:
     spread: Dist = Dist(1.0)
     rmse_ms: float = 0.0
     points: int = 0
+    kappa_by_method: dict[str, float] = field(default_factory=dict)  # method -> kappa (else ``kappa``)
 
     def layer_ms(self, shape_key: str | None, layer_mparams: float) -> float:
         if shape_key is not None and shape_key in self.per_shape_layer_ms:
             return self.per_shape_layer_ms[shape_key]
         return self.a0_ms + self.a1_ms_per_mparam * layer_mparams
 
-    def contention(self, ranks_on_device: int) -> float:
-        return 1.0 + self.kappa * max(ranks_on_device - 1, 0)
+    def contention(self, ranks_on_device: int, method: str | None = None) -> float:
+        kap = self.kappa_by_method.get(method, self.kappa) if method is not None else self.kappa
+        return 1.0 + kap * max(ranks_on_device - 1, 0)
 
-    def forward_ms(self, layers: int, shape_key: str | None, layer_mparams: float, ranks_on_device: int = 1) -> float:
-        return (layers * self.layer_ms(shape_key, layer_mparams) + self.b_ms) * self.contention(ranks_on_device)
+    def forward_ms(self, layers: int, shape_key: str | None, layer_mparams: float, ranks_on_device: int = 1,
+                   method: str | None = None) -> float:
+        return (layers * self.layer_ms(shape_key, layer_mparams) + self.b_ms) * self.contention(ranks_on_device, method)
+
+
+@dataclass(frozen=True)
+class MethodTerms:
+    """Per pipeline method (``ar_pipeline``, ``spd``): the costs that depend on what the controller does
+    while the stages work (on a shared GPU: waiting in a posted receive vs drafting). ``None`` / missing
+    link types fall back to the profile's pooled values."""
+
+    control_hop: Dist | None = None
+    send_ms: Dist | None = None
+    hops: dict[str, Dist] = field(default_factory=dict)  # measured from the end of the sender-side send
+    collect: Dist | None = None  # rank 0: draft end -> verify start when the collected outputs were already sent
+    runs: int = 0
 
 
 @dataclass(frozen=True)
@@ -122,6 +138,14 @@ class Profile:
     version: int = PROFILE_VERSION
     source: dict = field(default_factory=dict)  # traces, notes, fit diagnostics
     instrumentation: dict | None = None  # published profile only: how the breakdown was reconciled
+    by_method: dict[str, MethodTerms] = field(default_factory=dict)  # optional (older profiles: pooled only)
+
+    def terms(self, method: str) -> tuple[Dist, Dist, dict[str, Dist]]:
+        """control_hop, send_ms and hops for ``method``: its own where measured, else pooled."""
+        t = self.by_method.get(method)
+        if t is None:
+            return self.control_hop, self.send_ms, self.hops
+        return (t.control_hop or self.control_hop, t.send_ms or self.send_ms, {**self.hops, **t.hops})
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -166,6 +190,25 @@ def _num(obj: dict, key: str, src: str, fld: str, default: float | None = None) 
     return float(v)
 
 
+def _by_method(obj: Any, src: str) -> dict[str, MethodTerms]:
+    if not isinstance(obj, dict):
+        raise InputError(f"{src}: by_method: expected an object keyed by method")
+    out = {}
+    for m, t in obj.items():
+        if not isinstance(t, dict):
+            raise InputError(f"{src}: by_method.{m}: expected an object")
+        hops = t.get("hops") or {}
+        if not isinstance(hops, dict) or any(k not in LINK_TYPES for k in hops):
+            raise InputError(f"{src}: by_method.{m}.hops: expected an object keyed by link type ({', '.join(LINK_TYPES)})")
+        out[str(m)] = MethodTerms(
+            control_hop=_dist(t["control_hop"], src, f"by_method.{m}.control_hop") if t.get("control_hop") else None,
+            send_ms=_dist(t["send_ms"], src, f"by_method.{m}.send_ms") if t.get("send_ms") else None,
+            hops={k: _dist(v, src, f"by_method.{m}.hops.{k}") for k, v in hops.items()},
+            collect=_dist(t["collect"], src, f"by_method.{m}.collect") if t.get("collect") else None,
+            runs=int(t.get("runs", 0)))
+    return out
+
+
 def parse_profile(obj: Any, src: str = "profile") -> Profile:
     if not isinstance(obj, dict) or obj.get("format") != PROFILE_FORMAT:
         raise InputError(f"{src}: not an {PROFILE_FORMAT} file (missing \"format\": \"{PROFILE_FORMAT}\")")
@@ -179,6 +222,7 @@ def parse_profile(obj: Any, src: str = "profile") -> Profile:
             a0_ms=_num(st, "a0_ms", src, "stage"), a1_ms_per_mparam=_num(st, "a1_ms_per_mparam", src, "stage"),
             b_ms=_num(st, "b_ms", src, "stage"), kappa=_num(st, "kappa", src, "stage", 0.0),
             per_shape_layer_ms={str(k): float(v) for k, v in (st.get("per_shape_layer_ms") or {}).items()},
+            kappa_by_method={str(k): float(v) for k, v in (st.get("kappa_by_method") or {}).items()},
             spread=_dist(st.get("spread", {"mean_ms": 1.0}), src, "stage.spread"),
             rmse_ms=_num(st, "rmse_ms", src, "stage", 0.0), points=int(st.get("points", 0)))
         draft = obj["draft"]
@@ -202,6 +246,7 @@ def parse_profile(obj: Any, src: str = "profile") -> Profile:
             bookkeeping=_dist(obj["bookkeeping"], src, "bookkeeping"), flush=_dist(obj["flush"], src, "flush"),
             cost_spread=_dist(obj["cost_spread"], src, "cost_spread"), version=PROFILE_VERSION,
             source=obj.get("source") or {}, instrumentation=obj.get("instrumentation"),
+            by_method=_by_method(obj.get("by_method") or {}, src),
         )
     except KeyError as exc:
         raise InputError(f"{src}: missing field {exc.args[0]!r}") from None

@@ -110,7 +110,7 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
     devs, per_node, shared = _devices(n, method, placement)
     labels = placement or tuple(range(len(devs)))
     ranks_on = [list(labels).count(lab) for lab in labels]  # ranks on each rank's physical device
-    c0 = st.contention(ranks_on[0])
+    c0 = st.contention(ranks_on[0], method)
     layer_ms = st.layer_ms(shape.key, shape.layer_mparams)
     if shape.key not in st.per_shape_layer_ms:
         notes.append(f"{shape.name}: per-layer time from the cross-width fit a0 + a1 x {shape.layer_mparams:.2f} M params "
@@ -124,22 +124,29 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
         feats = {"const": 1.0, "stages": float(n), "head_mparams": shape.head_mparams}
         cost["control"] = profile.control(**feats) * c0
         cost["verify"] = profile.verify(**feats) * c0
-        cost["control_hop"] = profile.control_hop.mean_ms
+        mt = profile.by_method.get(method)
+        if mt is not None and mt.collect is not None:
+            # serial receive of the collected outputs after the draft (folded into verify: the simulator's
+            # cycle is control + max(draft, stage path) + verify; when the stages are the critical path
+            # this double counts the last hop's receive, ~0.2 ms on the H100 traces)
+            cost["verify"] += mt.collect.mean_ms
+        ctrl_hop, send_d, hops = profile.terms(method)
+        cost["control_hop"] = ctrl_hop.mean_ms
         cost["bookkeeping"] = profile.bookkeeping.mean_ms
         cost["flush"] = profile.flush.mean_ms if method != "ar_pipeline" else 0.0
-        send = profile.send_ms.mean_ms
-        fwd = [st.forward_ms(k, shape.key, shape.layer_mparams, ranks_on[s + 1]) + (send if s < n - 1 else 0.0)
+        send = send_d.mean_ms
+        fwd = [st.forward_ms(k, shape.key, shape.layer_mparams, ranks_on[s + 1], method) + (send if s < n - 1 else 0.0)
                for s, k in enumerate(split)]
         m.update({"stages": n, "split": list(split),
                   "stage_forward_ms": [_lat(f, _ratio(st.spread) if st.spread.mean_ms else Dist(1.0), spread) for f in fwd],
                   "placement": {"controller": devs[0], "stages": devs[1:]}})
         if shared:
-            intra, inter = profile.hops.get("same_device"), profile.hops.get("intra_node")
+            intra, inter = hops.get("same_device"), hops.get("intra_node")
         else:
-            intra, inter = profile.hops.get("intra_node"), profile.hops.get("inter_node")
-        fallback = next(iter(profile.hops.values()))
+            intra, inter = hops.get("intra_node"), hops.get("inter_node")
+        fallback = next(iter(hops.values()))
         if intra is None or inter is None:
-            used = [k for k, v in profile.hops.items() if v is fallback][0]
+            used = [k for k, v in hops.items() if v is fallback][0]
             notes.append(f"a link type was not measured; its hop uses the {used} latency ({fallback.mean_ms:.4f} ms)")
         intra, inter = intra or fallback, inter or intra or fallback
         timing["hop"] = intra.mean_ms
@@ -150,6 +157,11 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
             ls = int(draft_layers or 1)
             m["draft_layers"] = ls
             src = draft_source or ("pdm" if "pdm" in profile.draft else next(iter(profile.draft), None))
+            if src == "pdm" and src not in profile.draft and "replay" in profile.draft:
+                # the replay draft runs its inner PDM forward every cycle for its real cost (docs/executor.md)
+                notes.append("draft source 'pdm' not measured: its time is the replay draft's (which runs the same "
+                             "PDM forward every cycle)")
+                src = "replay"
             if src is None or src not in profile.draft:
                 raise InputError(f"profile: no draft-module timing for source {src!r} (measured: "
                                  f"{', '.join(profile.draft) or 'none'}); calibrate from spd runs with that draft")

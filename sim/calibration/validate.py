@@ -113,14 +113,14 @@ def validate_runs(runs: list[RunMeasurement], profile: Profile | None = None, se
             prof, trained = profile, len(profile.source.get("traces", []))
         else:
             if key not in fitted:
-                others = [r for r in runs if r.config_key != key]
+                others = [r for r in runs if r.config_key != key and r.fittable]
                 try:
                     fitted[key] = fit_profile(others) if any(r.method != "ar" for r in others) else \
                         "no pipeline run among the other configurations"
                 except InputError as exc:
                     fitted[key] = str(exc)
             prof = fitted[key]
-            trained = sum(1 for r in runs if r.config_key != key)
+            trained = sum(1 for r in runs if r.config_key != key and r.fittable)
         rp = RunPrediction(run.label, key, run.path, run.method, run.n, run.tokens_per_s, trained_on=trained)
         if isinstance(prof, str):
             rp.notes.append(f"not predicted: {prof}")

@@ -45,6 +45,14 @@ def run(args) -> int:
         print(f"  layer {key}: {v:.4f} ms")
     print(f"  stage: a(d) = {st.a0_ms:.4f} + {st.a1_ms_per_mparam:.5f} ms/Mparam; b = {st.b_ms:.4f} ms; "
           f"contention kappa = {st.kappa:.3f}; forward CV {st.spread.cv:.3f}")
+    if st.kappa_by_method:
+        print("  contention kappa by method: " + ", ".join(f"{k} {v:.3f}" for k, v in st.kappa_by_method.items()))
+    for meth, t in prof.by_method.items():
+        parts = [f"control hop {t.control_hop.mean_ms:.4f}" if t.control_hop else "",
+                 f"send {t.send_ms.mean_ms:.4f}" if t.send_ms else "",
+                 f"collect {t.collect.mean_ms:.4f}" if t.collect else ""]
+        parts += [f"hop {k} {d.mean_ms:.4f}" for k, d in t.hops.items()]
+        print(f"  {meth} ({t.runs} run(s)): " + ", ".join(x for x in parts if x) + " ms")
     print("  hops: " + ", ".join(f"{k} {d.mean_ms:.4f} ms (cv {d.cv:.2f})" for k, d in prof.hops.items()))
     print(f"  control {json.dumps(prof.control.coef)}; verify {json.dumps(prof.verify.coef)}; "
           f"bookkeeping {prof.bookkeeping.mean_ms:.4f} ms; flush {prof.flush.mean_ms:.4f} ms")

@@ -47,7 +47,7 @@ def run(args) -> int:
     from ..calibration.report import table, write_report
     from ..calibration.validate import error_summary, validate_runs
 
-    runs = load_runs(args.runs)
+    runs = load_runs(args.runs, require_full=False)  # cycle-level runs: predicted, never fitted
     prof = load_profile(args.profile, runs[0].environment) if args.profile else None
     preds = validate_runs(runs, prof, seed=args.seed, spread=args.spread)
     print(table(preds))

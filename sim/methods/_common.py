@@ -1,16 +1,19 @@
-"""Helpers shared by the method modules: timings, acceptance, pipeline splits (validation + stage times).
+"""Helpers shared by the method modules: timings, acceptance, pipeline splits (validation + stage times), and
+the common base of the pipelined-draft methods (SPD, PPSD).
 
 Kept in one place so every method reads the scenario the same way (one way to do a thing).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, ClassVar
 
 import numpy as np
 
 from .. import closed_form as cf
 from ..errors import InputError, where
-from ..scenario import Acceptance, MethodSpec, Scenario, stage_split
+from ..scenario import Acceptance, MethodSpec, Scenario, _int, stage_split
+from .base import DecodingMethod, Grid
 
 
 def err(scenario: Scenario, spec: MethodSpec, fld: str, msg: str) -> InputError:
@@ -133,3 +136,64 @@ def add_wallclock(out: dict, wc: cf.WallClock, scenario: Scenario, spec: MethodS
     out["tokens_per_s"] = wc.tokens_per_s
     out["wallclock_speedup"] = wc.wallclock_speedup
     return out
+
+
+def finite_tokens(spec: MethodSpec, scenario: Scenario) -> int | None:
+    """The optional ``tokens`` key (N committed tokens incl. the prefill token, >= 3): finite-length accounting."""
+    if spec.extra.get("tokens") is None:
+        return None
+    return _int(spec.extra["tokens"], scenario.source, f"{spec.field_prefix}.tokens", minimum=3)
+
+
+class PipelinedDraftMethod(DecodingMethod):
+    """SPD and PPSD: n >= 2 stages, an L_s-layer draft, the same accept/flush rule (r committed tokens per cycle)
+    and method keys. A subclass says where the draft runs through ``theoretical_speedup`` and ``cycle_ms``
+    (closed-form functions of the same signatures) and may add checks and outputs."""
+
+    grid_axes = ("alpha", "stages", "hop_ms", "draft_layers", "tokens")
+    extra_keys = frozenset({"tokens"})
+    timings = ("draft_layer", "stage_overhead", "hop", "verify", "cycle_overhead")
+    theoretical_speedup: ClassVar[Callable[..., np.ndarray]]  # a staticmethod of cf: spd_/ppsd_theoretical_speedup
+    cycle_ms: ClassVar[Callable[..., np.ndarray]]  # a staticmethod of cf: spd_/ppsd_cycle_ms
+
+    def validate(self, spec, scenario) -> None:
+        validate_pipeline(spec, scenario, min_stages=2)
+        require_int(scenario, spec, "draft_layers", 1)
+        self.validate_extra(spec, scenario)
+        finite_tokens(spec, scenario)
+        scenario.acceptance_for(spec)
+        timing_ms(scenario, spec, self.timings)
+
+    def validate_extra(self, spec, scenario) -> None:
+        """Method-specific checks (after stages and draft_layers, before tokens, acceptance and timings)."""
+
+    def extra_outputs(self, st: Stages, scenario) -> dict:
+        """Method-specific outputs listed after ``alpha``."""
+        return {}
+
+    def add_cycle_outputs(self, out: dict, st: Stages, hop_ms, draft_ms) -> None:
+        """Method-specific outputs that need timings."""
+
+    def predict_grid(self, spec, scenario, grid: Grid) -> dict:
+        st = pipeline_stages(spec, scenario, grid.stages, min_stages=2)
+        alpha = grid.get("alpha", single_draft_alpha(scenario.acceptance_for(spec)))
+        ls = grid.get("draft_layers", spec.draft_layers)
+        tokens = grid.get("tokens", finite_tokens(spec, scenario))
+        r = cf.spd_tokens_per_cycle(alpha, st.n, tokens)
+        out = {
+            "theoretical_speedup": self.theoretical_speedup(alpha, st.n, scenario.target.layers, st.largest_layers, ls, tokens),
+            "accept_length": np.asarray(st.n) * r,
+            "tokens_per_cycle": r,
+            "alpha": np.asarray(alpha, dtype=float),
+            **self.extra_outputs(st, scenario),
+            "stage_layers": list(st.split) if st.split else None,
+            "tokens": tokens,
+        }
+        t = timing_ms(scenario, spec, self.timings)
+        if t is not None:
+            hop = grid.get("hop_ms", t["hop"])
+            draft_ms = np.asarray(ls) * t["draft_layer"]
+            cycle = self.cycle_ms(st.max_stage_ms, hop, draft_ms, t["verify"], t["cycle_overhead"])
+            add_wallclock(out, cf.WallClock(cycle, r, t["ar_token"]), scenario, spec)
+            self.add_cycle_outputs(out, st, hop, draft_ms)
+        return out

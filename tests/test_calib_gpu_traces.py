@@ -1,0 +1,41 @@
+"""Regression bound for calibration on the committed 2x H100 `--trace full` traces (traces/h100x2).
+
+Leave-one-configuration-out over 8 runs of two widths: median |error| 4.9%, max 26.6% when written
+(reports/h100x2/report.md). The max is SPD alpha=1.0 on smollm2, whose draft forward is 36% slower than
+the alpha=0.6 run's for the same work (run-to-run noise the model cannot see). A change to the model that
+moves these bounds should be a conscious one.
+"""
+from pathlib import Path
+
+import pytest
+
+from sim.calibration.fit import fit_profile
+from sim.calibration.inputs import load_runs
+from sim.calibration.validate import error_summary, validate_runs
+
+GPU = Path(__file__).parents[1] / "traces" / "h100x2"
+FULL = sorted(str(p) for p in GPU.glob("*") if p.name.startswith(("smollm2-135m_", "qwen3-0.6b_")))
+
+pytestmark = pytest.mark.skipif(len(FULL) < 8, reason="committed GPU traces not present")
+
+
+def test_gpu_full_traces_leave_one_out_bound():
+    preds = validate_runs(load_runs(FULL))
+    s = error_summary(preds)
+    assert s["predicted"] == 8
+    assert s["median_abs_rel_error"] <= 0.07, s
+    assert s["max_abs_rel_error"] <= 0.30, s
+    arp = [p for p in preds if p.method == "ar_pipeline"]
+    assert arp and all(abs(p.error) <= 0.10 for p in arp), [(p.label, p.error) for p in arp]
+
+
+def test_gpu_profile_separates_controller_activity():
+    """The shared-GPU slowdown of stage 1 depends on what the co-resident controller does (posted NCCL
+    receive in the AR pipeline vs the draft forward in SPD), and cycle-level traces are never fitted."""
+    prof = fit_profile(load_runs(FULL))
+    k = prof.stage.kappa_by_method
+    assert k["ar_pipeline"] > 0.5 and k["spd"] < 0.2, k
+    assert prof.by_method["ar_pipeline"].control_hop.mean_ms > 3 * prof.by_method["spd"].control_hop.mean_ms
+    assert prof.by_method["spd"].collect is not None and prof.by_method["spd"].collect.mean_ms > 0
+    cyc = load_runs([str(GPU / "qwen3-4b_spd2_a1.0_cycle")], require_full=False)
+    assert cyc[0].trace_level == "cycle" and not cyc[0].fittable
