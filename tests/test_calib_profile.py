@@ -82,3 +82,17 @@ def test_committed_published_profile_is_current(tmp_path):
     fresh = build_published_profile(load_published()).to_json()
     for k in ("stage", "draft", "hops", "control", "verify", "instrumentation"):
         assert committed[k] == fresh[k], k
+
+
+def test_scenario_without_a_shape_names_the_missing_fields(tmp_path, capsys):
+    """A scenario whose target has neither a name nor hidden_size: one line saying so (not "named None")."""
+    prof = tmp_path / "p.json"
+    true_profile().save(prof)
+    scen = tmp_path / "s.json"
+    scen.write_text(json.dumps({"target": {"layers": 8}, "acceptance": {"alpha": 0.8},
+                                "methods": [{"method": "ar"}, {"method": "spd", "stages": 2, "draft_layers": 1}]}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ProfileMismatchWarning)
+        assert main(["predict", str(scen), "--profile", str(prof)]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if "error:" in x]
+    assert len(err) == 1 and "target.hidden_size" in err[0] and "None" not in err[0]

@@ -147,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
            "engine_cross_check": checks, "results": results}
     if args.out:
         atomic_write_json(args.out, doc, indent=None)
+        print(f"wrote {args.out}: {len(results)} result(s) ({len(drafters)} draft(s) x {len(temps)} temperature(s)) "
+              f"over {len(prompts)} prompt(s); `spd eval-acceptance --from {args.out}` prints the tables")
     if args.markdown or not args.out:
         print(markdown(doc))
     bad = [c for c in checks if not (c["tokens_equal"] and c["accepts_equal"] and c["cycles_equal"]

@@ -62,7 +62,8 @@ def resolve_shape(profile: Profile, layers: int, name: str | None, hidden_size: 
     if found is not None:
         return replace(found, layers=layers), []
     if hidden_size is None:
-        raise InputError(f"target: the profile has not measured a model named {name!r}; give target.hidden_size "
+        what = f"has not measured a model named {name!r}" if name else "cannot tell the target's shape (no target.name)"
+        raise InputError(f"target: the profile {what}; give target.hidden_size "
                          "(or a measured target.name) so layer times can be scaled")
     d = hidden_size  # a Llama-like layer: GQA 4:1, FFN ~ 3.5 d, head_dim 128, 128k vocabulary
     heads = max(d // 128, 1)
