@@ -16,6 +16,10 @@ synthetic prompts (seeded token ids: the GPU machine needs no tokenizer), CUDA g
    {AR, AR pipeline n=2, SPD replay alpha 1.0/0.8/0.6 n=2}; n=3 and n=4 with several ranks per GPU; plus
    ``cycle``-level twins of some runs to measure what the instrumentation costs.
 
+``--plan x4`` / ``--plan x8`` (issues 8 / 9, 4 / 8 GPUs, one stage per GPU, controller sharing GPU 0) and
+``--plan x4-default-model --gguf PATH`` select the multi-GPU plans instead (``build_plan``; ``--list`` prints one,
+``--call N`` runs one device call of it, ``--smoke`` runs it on CPU with tiny shapes); docs/multi-gpu-plan.md.
+
 Runs are ordered by priority and skipped once ``--budget-s`` is spent. Outputs under ``--out``: the run
 directories (under ``--work``) packed into ``executor_runs*.tar.gz`` (each about 15 MiB at most; Perfetto files left out, they are
 regenerated from trace.jsonl by ``sim.traces.to_chrome_trace``), ``matrix_summary.json`` and a table
@@ -52,14 +56,22 @@ class Spec:
     alpha: float | None = None
     trace: str = "full"
     group: str = "calibration"
+    draft_layers: int | None = None  # L_s of the (replay draft's untrained) PDM tower; None: the runtime's default 2
+    checkpoint: str | None = None  # trained PDM directory: draft "pdm" instead of "replay"
+    call: int = 1  # which device call of a multi-call plan runs it (--call)
+    extra: tuple[str, ...] = ()  # further `spd run` arguments (e.g. --check-lossless)
 
     def args(self) -> list[str]:
         a = ["--method", self.method, "--stages", str(self.n), "--model", self.shape, "--trace", self.trace]
         if self.placement:
             a += ["--placement", self.placement]
-        if self.method == "spd":
+        if self.method == "spd" and self.checkpoint:
+            a += ["--draft", "pdm", "--draft-checkpoint", self.checkpoint]
+        elif self.method == "spd":
             a += ["--draft", "replay", "--alpha", str(self.alpha)]
-        return a
+            if self.draft_layers is not None:
+                a += ["--draft-layers", str(self.draft_layers)]
+        return a + list(self.extra)
 
 
 @dataclass
@@ -110,17 +122,99 @@ def build_matrix(smoke: bool, gpus: int) -> list[Spec]:
     return m
 
 
+# ---- multi-GPU plans (issues 8 and 9): the runs those issues list, in priority order, split into device calls ----
+PLANS = ("x2", "x4", "x8", "x4-default-model")
+PLAN_GPUS = {"x2": 2, "x4": 4, "x8": 8, "x4-default-model": 4}
+HEADLINE_SHAPES = ("qwen3-4b", "llama-3.1-8b")
+ALPHAS = (1.0, 0.8, 0.6)
+DEFAULT_MODEL_CKPT = "reference/checkpoints/smollm2-pdm-n4"
+# Launch-time model behind --budget-s, fitted by eye on results/h100x2/matrix_summary.json (2x H100): AR 19-21 s,
+# n=2 pipeline/SPD 25-28.5 s (model load + CUDA graph capture + replay reference pass + warm-up + decode; the
+# 4B shape ~2.5 s slower than 135M). n > 2 was never measured on one GPU per stage: +15% margin.
+_SIZE_S = {"qwen3-4b": 2.5, "llama-3.1-8b": 5.0}
+
+
+def estimate_s(spec: Spec) -> float:
+    size = next((v for k, v in _SIZE_S.items() if k in spec.shape), 0.0)
+    full = 1.5 if spec.trace == "full" else 0.0
+    if spec.method == "ar":
+        return 19.5 + size + full
+    t = 22.5 + 1.5 * spec.n + size + full + (0.5 if spec.method == "spd" else 0.0)
+    t += 1.0 * max((spec.draft_layers or 2) - 2, 0)  # a deeper (eager) draft tower: slightly longer decode
+    return t * (1.15 if spec.n > 2 else 1.0)
+
+
+def _one_per_gpu(n: int) -> str:
+    """Controller shares GPU 0 with stage 1 (separate processes); stage s on GPU s-1: one stage per GPU."""
+    return ",".join(str(i) for i in [0] + list(range(n)))
+
+
+def _shape_runs(sh: str, n: int, trace: str, group: str, call: int, alphas=ALPHAS, ar: bool = True,
+                arp: bool = True, draft_layers=()) -> list[Spec]:
+    spec, sfx, pl = f"random:{sh}", "_cycle" if trace == "cycle" else "", _one_per_gpu(n)
+    m = [Spec(f"{sh}_ar{sfx}", spec, "ar", 1, "0", trace=trace, group=group, call=call)] if ar else []
+    m += [Spec(f"{sh}_spd{n}_a{a}{sfx}", spec, "spd", n, pl, a, trace, group, call=call) for a in alphas]
+    m += [Spec(f"{sh}_arp{n}{sfx}", spec, "ar_pipeline", n, pl, trace=trace, group=group, call=call)] if arp else []
+    m += [Spec(f"{sh}_spd{n}_a0.8_ls{ls}{sfx}", spec, "spd", n, pl, 0.8, trace, group, draft_layers=ls, call=call)
+          for ls in draft_layers]
+    return m
+
+
+def build_plan(plan: str, gguf: str | None = None) -> list[Spec]:
+    """The GPU runs of a plan, priority-ordered (within each call). Headline wall-clock runs at trace level
+    'cycle' (no per-op syncs), calibration runs at 'full' (what `spd calibrate` fits, `spd validate` checks)."""
+    if plan == "x2":
+        return build_matrix(False, 2)
+    if plan == "x4":  # issue 8; 4 GPUs. Call 1: qwen3-4b headline, both shapes' calibration; call 2: llama headline
+        m = _shape_runs("qwen3-4b", 4, "cycle", "headline", 1)
+        m += _shape_runs("qwen3-4b", 4, "full", "calibration", 1)
+        m += _shape_runs("llama-3.1-8b", 4, "full", "calibration", 1)
+        m += _shape_runs("llama-3.1-8b", 4, "cycle", "headline", 2)
+        return m  # call 2 then runs --plan x4-default-model too (docs/multi-gpu-plan.md)
+    if plan == "x8":  # issue 9; 8 GPUs, 2 calls; every call carries its own AR baseline per shape and trace level
+        q, l8 = "qwen3-4b", "llama-3.1-8b"
+        m = _shape_runs(q, 8, "cycle", "headline", 1, alphas=(1.0, 0.8), draft_layers=(3, 4))
+        m += _shape_runs(q, 8, "full", "calibration", 1, draft_layers=(3, 4))
+        m += _shape_runs(l8, 8, "full", "calibration", 2, draft_layers=(3, 4))
+        m += _shape_runs(l8, 8, "cycle", "headline", 2, alphas=(0.8,), arp=False)
+        m += _shape_runs(l8, 4, "full", "n4-comparison", 2, alphas=(0.8,), ar=False)
+        m += _shape_runs(q, 4, "full", "n4-comparison", 2, alphas=(0.8,), ar=False)
+        return m
+    if plan == "x4-default-model":  # issue 8's default model (real GGUF) with its trained PDM at n=4
+        model, pl = gguf or "smollm2", _one_per_gpu(4)
+        ck, chk = DEFAULT_MODEL_CKPT, ("--check-lossless",)
+        return [Spec("smollm2_ar_cycle", model, "ar", 1, "0", trace="cycle", group="headline"),
+                Spec("smollm2_spd4_trainedpdm_cycle", model, "spd", 4, pl, None, "cycle", "headline", checkpoint=ck,
+                     extra=chk),
+                Spec("smollm2_arp4_cycle", model, "ar_pipeline", 4, pl, trace="cycle", group="headline"),
+                Spec("smollm2_ar", model, "ar", 1, "0"),
+                Spec("smollm2_spd4_trainedpdm", model, "spd", 4, pl, None, checkpoint=ck, extra=chk),
+                Spec("smollm2_arp4", model, "ar_pipeline", 4, pl)]
+    raise ValueError(f"unknown plan {plan!r} (one of {', '.join(PLANS)})")
+
+
+def smoke_plan(plan: str) -> list[Spec]:
+    """The plan with tiny shapes and no placement (CPU, gloo); the default-model plan keeps the 135M shape
+    (random weights) so that the trained n=4 PDM's anchors and sizes fit."""
+    out = []
+    for s in build_plan(plan):
+        model = "random:smollm2-135m" if s.checkpoint else TINY
+        out.append(Spec(s.name, model, s.method, s.n, None, s.alpha, s.trace, s.group, s.draft_layers,
+                        s.checkpoint, s.call, s.extra))
+    return out
+
+
 def write_prompts(path: Path, count: int, length: int, vocab: int, seed: int) -> None:
     rng = random.Random(seed)
     path.write_text("".join(json.dumps({"question_id": i, "prompt_ids": [rng.randrange(vocab) for _ in range(length)]})
                             + "\n" for i in range(count)))
 
 
-def run_one(spec: Spec, work: Path, prompts: Path, device: str, max_new_tokens: int, timeout_s: float,
-            env: dict) -> Outcome:
+def run_one(spec: Spec, work: Path, prompts: Path | str, device: str, max_new_tokens: int, timeout_s: float,
+            env: dict, prompt_args: tuple[str, ...] = ()) -> Outcome:
     run_dir = work / "runs" / spec.name
     cmd = [sys.executable, "-m", "reference.commands.run", *spec.args(), "--device", device,
-           "--prompts", str(prompts), "--max-new-tokens", str(max_new_tokens), "--out", str(run_dir),
+           "--prompts", str(prompts), *prompt_args, "--max-new-tokens", str(max_new_tokens), "--out", str(run_dir),
            "--seed", "0", "--warmup", "1"]
     t0 = time.monotonic()
     try:
@@ -225,7 +319,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompt-len", type=int, default=64)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--only", default=None, help="comma-separated substrings: run only matching names")
+    ap.add_argument("--plan", choices=PLANS, default="x2",
+                    help="x2: the 2-GPU matrix (default); x4 / x8: issues 8 / 9; x4-default-model: real GGUF + "
+                         "trained n=4 PDM (needs --gguf on the GPU machine)")
+    ap.add_argument("--call", type=int, default=None, help="run only this device call of the plan (1, 2)")
+    ap.add_argument("--gguf", default=None, help="x4-default-model: path of the default model's GGUF")
+    ap.add_argument("--prompt-set", default="mt_bench",
+                    help="x4-default-model: text prompt set or JSONL file (the real tokenizer encodes it)")
+    ap.add_argument("--list", action="store_true", help="print the plan (name, call, placement, estimate) and exit")
     args = ap.parse_args(argv)
+    if args.list:
+        plan = smoke_plan(args.plan) if args.smoke else build_plan(args.plan, args.gguf)
+        total: dict[int, float] = {}
+        for s in plan:
+            if args.call is None or s.call == args.call:
+                total[s.call] = total.get(s.call, 0.0) + estimate_s(s)
+                print(f"call {s.call}  {s.name:34s} {s.group:13s} {s.trace:5s} n={s.n} "
+                      f"placement={s.placement or '-':18s} est {estimate_s(s):5.1f} s")
+        print("estimated launch time per call: " + ", ".join(f"call {c}: {t:.0f} s" for c, t in sorted(total.items())))
+        return 0
+    if args.plan == "x4-default-model" and not args.smoke and not args.gguf:
+        print("executor_matrix: --plan x4-default-model needs --gguf PATH (the default model's GGUF)", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="executor_matrix_"))
@@ -238,32 +353,52 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         device, gpus, vocab = "cuda", torch.cuda.device_count(), 49152
-        if gpus < 1:
-            print("executor_matrix: no GPU visible (use --smoke on CPU)", file=sys.stderr)
+        if gpus < max(1, PLAN_GPUS[args.plan] if args.plan != "x2" else 1):
+            print(f"executor_matrix: plan {args.plan} needs {PLAN_GPUS[args.plan]} GPUs, {gpus} visible "
+                  "(use --smoke on CPU)", file=sys.stderr)
             return 2
-    prompts = work / "prompts.jsonl"
-    write_prompts(prompts, args.prompts, args.prompt_len, vocab, seed=0)
-    matrix = build_matrix(args.smoke, max(gpus, 1))
+    prompts: Path | str = work / "prompts.jsonl"
+    prompt_args: tuple[str, ...] = ()
+    if args.plan == "x4-default-model" and not args.smoke:  # real model: text prompts through its tokenizer
+        prompts, prompt_args = args.prompt_set, ("--limit", str(args.prompts))
+    else:
+        write_prompts(Path(prompts), args.prompts, args.prompt_len, vocab if args.plan != "x4-default-model" else
+                      49152, seed=0)
+    if args.plan == "x2":
+        matrix = build_matrix(args.smoke, max(gpus, 1))
+    else:
+        matrix = smoke_plan(args.plan) if args.smoke else build_plan(args.plan, args.gguf)
+    if args.call is not None:
+        matrix = [s for s in matrix if s.call == args.call]
     if args.only:
         keys = args.only.split(",")
         matrix = [s for s in matrix if any(k in s.name for k in keys)]
     t_start = time.monotonic()
     outcomes: list[Outcome] = []
+    skipped: list[str] = []
     for spec in matrix:
         left = args.budget_s - (time.monotonic() - t_start)
-        if left < 15:
-            print(f"[skip] {spec.name}: budget spent", flush=True)
+        # multi-GPU plans: skip a run whose estimated launch time no longer fits (the device call has a hard limit)
+        need = estimate_s(spec) if args.plan != "x2" and not args.smoke else 15.0
+        if left < need:
+            print(f"[skip] {spec.name}: budget spent ({left:.0f} s left, needs ~{need:.0f} s)", flush=True)
+            skipped.append(spec.name)
             continue
-        o = run_one(spec, work, prompts, device, args.max_new_tokens, timeout_s=min(180.0, max(left, 30.0)), env=env)
+        o = run_one(spec, work, prompts, device, args.max_new_tokens, timeout_s=min(180.0, max(left, 30.0)), env=env,
+                    prompt_args=prompt_args)
         outcomes.append(o)
         tps = o.summary.get("decode_tokens_per_s")
         print(f"[{time.monotonic() - t_start:6.1f} s] {spec.name}: "
               + (f"{tps:.1f} tok/s ({o.wall_s:.1f} s)" if o.ok else f"FAILED {o.error}"), flush=True)
     text, rows = table(outcomes)
     (out / "matrix_summary.txt").write_text(text + "\n")
-    (out / "matrix_summary.json").write_text(json.dumps({"device": device, "gpus": gpus, "rows": rows}, indent=1))
+    (out / "matrix_summary.json").write_text(json.dumps(
+        {"device": device, "gpus": gpus, "rows": rows,
+         **({"plan": args.plan, "call": args.call, "skipped": skipped} if args.plan != "x2" else {})}, indent=1))
     parts = pack(work, out)
     print(text)
+    if skipped:
+        print("skipped (run them in a later call with --only): " + ",".join(skipped))
     print("packed: " + ", ".join(f"{p.name} ({p.stat().st_size / 2**20:.1f} MiB)" for p in parts))
     return 0 if all(o.ok for o in outcomes) else 1
 

@@ -1,0 +1,79 @@
+"""The 4- and 8-GPU plans of scripts/gpu/executor_matrix.py (issues 8 and 9): listed without launching, plus one
+CPU smoke launch of the x4 plan's first SPD run."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("executor_matrix", REPO / "scripts/gpu/executor_matrix.py")
+em = importlib.util.module_from_spec(_spec)
+sys.modules["executor_matrix"] = em
+_spec.loader.exec_module(em)
+
+
+def _placement_ok(s, gpus):
+    if s.method == "ar":
+        return s.placement == "0"
+    p = [int(x) for x in s.placement.split(",")]
+    return len(p) == s.n + 1 and p[0] == 0 and p[1:] == list(range(s.n)) and max(p) < gpus  # one stage per GPU
+
+
+@pytest.mark.parametrize("plan,gpus,depths", [("x4", 4, {4}), ("x8", 8, {8, 4})])
+def test_plan_lists_required_runs(plan, gpus, depths):
+    runs = em.build_plan(plan)
+    names = [s.name for s in runs]
+    assert len(names) == len(set(names))
+    assert all(_placement_ok(s, gpus) for s in runs)
+    for sh in ("qwen3-4b", "llama-3.1-8b"):
+        mine = [s for s in runs if s.shape == f"random:{sh}"]
+        assert {s.trace for s in mine if s.method == "ar"} == {"full", "cycle"}
+        top = max(depths)
+        assert {s.alpha for s in mine if s.method == "spd" and s.n == top and s.trace == "full"} == {1.0, 0.8, 0.6}
+        for n in depths:
+            assert any(s.method == "ar_pipeline" and s.n == n for s in mine)
+            assert any(s.method == "spd" and s.n == n for s in mine)
+        if plan == "x8":  # draft towers 2 (default), 3, 4 at n=8
+            assert {s.draft_layers or 2 for s in mine if s.method == "spd" and s.n == 8 and s.trace == "full"} \
+                == {2, 3, 4}
+    assert {s.trace for s in runs if s.group == "headline"} == {"cycle"}
+    assert {s.trace for s in runs if s.group != "headline"} == {"full"}
+    for call in {s.call for s in runs}:  # each device call fits its 10 minutes (with the launch-time model)
+        assert sum(em.estimate_s(s) for s in runs if s.call == call) < 560
+
+
+def test_default_model_plan():
+    runs = em.build_plan("x4-default-model", "/var/tmp/model/smol.gguf")
+    spd = [s for s in runs if s.method == "spd"]
+    assert spd and all(s.checkpoint.endswith("smollm2-pdm-n4") and s.n == 4 for s in spd)
+    assert all(s.shape == "/var/tmp/model/smol.gguf" for s in runs)
+    assert "--draft-checkpoint" in spd[0].args() and "--check-lossless" in spd[0].args()
+    assert (REPO / em.DEFAULT_MODEL_CKPT / "pdm.json").is_file()
+    r = subprocess.run([sys.executable, "scripts/gpu/executor_matrix.py", "--plan", "x4-default-model", "--out",
+                        "/tmp/unused"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--gguf" in r.stderr
+
+
+def test_replay_draft_layers_in_args():
+    s = next(s for s in em.build_plan("x8") if s.draft_layers == 4)
+    a = s.args()
+    assert a[a.index("--draft-layers") + 1] == "4" and a[a.index("--alpha") + 1] == "0.8"
+    assert "--draft-layers" not in next(s for s in em.build_plan("x4") if s.method == "spd").args()
+
+
+def test_x4_first_spd_run_smoke_on_cpu(tmp_path):
+    first = next(s for s in em.smoke_plan("x4") if s.method == "spd")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "scripts/gpu/executor_matrix.py", "--plan", "x4", "--smoke", "--out", str(out),
+                        "--work", str(tmp_path / "work"), "--only", first.name],
+                       cwd=REPO, capture_output=True, text=True, timeout=300, env={**__import__("os").environ,
+                                                                                  "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = json.loads((out / "matrix_summary.json").read_text())["rows"]
+    assert [row["run"] for row in rows] == [first.name]
+    assert rows[0]["ok"] and rows[0]["n"] == 4 and rows[0]["lossless_vs_reference"] is True
