@@ -150,6 +150,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleave
 
 
 class RMSNorm(nn.Module):
+    fused = False  # opt-in (Transformer.set_decode_options): one F.rms_norm with the weight, in x's dtype
+
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
         self.eps = eps
@@ -158,6 +160,8 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Normalise in float32, scale in the model dtype (the HF Llama order). F.rms_norm without a weight is
         # x * rsqrt(mean(x^2) + eps), bit-identical to the explicit formula on CPU and one fused kernel on CUDA.
+        if self.fused:  # one kernel, one rounding (not bit-identical to the HF order)
+            return F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), eps=self.eps)
         return self.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
 
 
@@ -184,6 +188,11 @@ class KVCache:
 
 
 class Attention(nn.Module):
+    # Opt-in (Transformer.set_decode_options): "sdpa" (default) or "flash_seqused": for one query token, batch 1,
+    # 1-D positions on CUDA, flash-attention varlen over the cache with a device-side key count (position + 1):
+    # reads only the filled slots, no mask, native GQA, graph-capturable. Other calls use SDPA.
+    impl = "sdpa"
+
     def __init__(self, c: ModelConfig) -> None:
         super().__init__()
         self.c = c
@@ -217,11 +226,31 @@ class Attention(nn.Module):
         # (HF maps KV head j to query heads j*G .. j*G+G-1). Plain multi-head SDPA with a mask then runs on
         # every backend (CUDA's memory-efficient kernel accepts masks; enable_gqa + mask would fall back to the
         # math path, which copies the whole cache per step).
+        if self.impl == "flash_seqused" and T == 1 and B == 1 and positions.dim() == 1 and x.is_cuda:
+            return self.wo(self._flash_seqused(q, k_cache, v_cache, positions).reshape(B, T, self.q_size))
         G = c.num_heads // c.num_kv_heads
         qg = q.reshape(B, c.num_kv_heads, G * T, c.head_dim)
         y = F.scaled_dot_product_attention(qg, k_cache, v_cache, attn_mask=mask)
         y = y.reshape(B, c.num_heads, T, c.head_dim).transpose(1, 2).reshape(B, T, self.q_size)
         return self.wo(y)
+
+    def _flash_seqused(self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                       positions: torch.Tensor) -> torch.Tensor:
+        S = k_cache.shape[2]
+        key = (str(q.device), S)
+        consts = getattr(self, "_fa_consts", {})
+        if key not in consts:  # built on the first (eager, pre-capture) call: no host->device copies in a graph
+            consts[key] = (torch.tensor([0, 1], dtype=torch.int32, device=q.device),
+                           torch.tensor([0, S], dtype=torch.int32, device=q.device))
+            self._fa_consts = consts
+        cu_q, cu_k = consts[key]
+        used = (positions[-1:] + 1).to(torch.int32)
+        qf = q.transpose(1, 2).reshape(1, self.c.num_heads, self.c.head_dim)  # [total_q=1, H, hd]
+        kf = k_cache[0].transpose(0, 1)  # [S, Hkv, hd] (strided view of the cache)
+        vf = v_cache[0].transpose(0, 1)
+        out = torch.ops.aten._flash_attention_forward(qf, kf, vf, cu_q, cu_k, 1, S, 0.0, False, False,
+                                                      seqused_k=used)[0]
+        return out  # [1, H, hd]
 
 
 class FeedForward(nn.Module):
@@ -282,8 +311,28 @@ class Transformer(nn.Module):
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.tok_embeddings(tokens)
 
+    logits_fp32 = True  # opt-in False (set_decode_options): logits stay in the model dtype
+    float_mask = False  # opt-in True: attention_inputs returns an additive 0/-inf mask in the compute dtype
+
     def final_logits(self, h: torch.Tensor) -> torch.Tensor:
-        return self.output(self.norm(h)).float()
+        out = self.output(self.norm(h))
+        return out.float() if self.logits_fp32 else out
+
+    def set_decode_options(self, *, fused_norm: bool = False, float_mask: bool = False, attn_impl: str = "sdpa",
+                           logits_fp32: bool = True) -> "Transformer":
+        """Opt-in decode fast paths (scripts/gpu/bench_ar.py --variants times them); the defaults restore the
+        reference behaviour exactly. ``fused_norm``: RMSNorm as one F.rms_norm with the weight in the model dtype;
+        ``float_mask``: additive mask built once per forward instead of SDPA converting a boolean mask per layer;
+        ``attn_impl``: "sdpa" or "flash_seqused" (see ``Attention.impl``); ``logits_fp32``: cast the logits."""
+        if attn_impl not in ("sdpa", "flash_seqused"):
+            raise ValueError(f"attn_impl must be 'sdpa' or 'flash_seqused', got {attn_impl!r}")
+        for mod in self.modules():
+            if isinstance(mod, RMSNorm):
+                mod.fused = fused_norm
+            elif isinstance(mod, Attention):
+                mod.impl = attn_impl
+        self.float_mask, self.logits_fp32 = float_mask, logits_fp32
+        return self
 
     def stage(self, start: int, end: int) -> "StageModel":
         return StageModel(self, start, end)
@@ -368,6 +417,8 @@ def attention_inputs(model: Transformer, positions: torch.Tensor, dtype: torch.d
             mask = (slots[None, :] <= positions[:, None])[None, None]  # [1, 1, T, S]
     elif mask is None:
         mask = (slots[None, None, :] <= positions[:, :, None])[:, None]  # [B, 1, T, S]
+    if getattr(model, "float_mask", False) and mask.dtype == torch.bool:
+        mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
     return cos, sin, mask.repeat(1, 1, heads_per_kv, 1)
 
 
