@@ -24,7 +24,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from sim.errors import InputError
-from sim.io import atomic_write_bytes, atomic_write_json
+from sim.io import atomic_write_bytes, atomic_write_json, read_json_with_format
 
 from .model import Block, KVCache, ModelConfig, RMSNorm, Transformer, attention_inputs
 from .spd_controller import DraftInput, TokenFeatures, stage_bounds
@@ -364,12 +364,7 @@ class PipelineDraftModule(nn.Module):
         for p in (cfg_path, w_path):
             if not p.is_file():
                 raise InputError(f"{p}: draft checkpoint file not found")
-        try:
-            meta = json.loads(cfg_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{cfg_path}: not valid JSON ({exc})") from None
-        if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-            raise InputError(f"{cfg_path}: format: expected {CHECKPOINT_FORMAT!r}")
+        meta = read_json_with_format(cfg_path, CHECKPOINT_FORMAT)
         config = PDMConfig.from_dict(meta.get("config"), str(cfg_path))
         config.check_target(target.config, str(cfg_path))
         try:

@@ -54,3 +54,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def read_json_with_format(path: str | os.PathLike, expected_format: str) -> dict:
+    """A JSON object whose ``format`` key must equal ``expected_format``; anything else is an InputError."""
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != expected_format:
+        raise InputError(f"{path}: format: expected {expected_format!r}")
+    return meta

@@ -7,12 +7,11 @@ Loading reads JSON and safetensors only: nothing in the files is executed.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from sim.errors import InputError
-from sim.io import atomic_write_json
+from sim.io import atomic_write_json, read_json_with_format
 
 from ..draft import PipelineDraftModule
 from ..model import Transformer
@@ -49,12 +48,7 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / TRAIN_META
     if not path.is_file():
         raise InputError(f"{path}: not found (is {directory} a checkpoint written by `spd train-draft`?)")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
-        raise InputError(f"{path}: format: expected {META_FORMAT!r}")
+    meta = read_json_with_format(path, META_FORMAT)
     if meta.get("method") not in METHODS:
         raise InputError(f"{path}: method: expected one of {', '.join(METHODS)}, got {meta.get('method')!r}")
     return meta
