@@ -26,7 +26,8 @@ def _int_list(text: str, what: str) -> list[int]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="smollm2", help="target: smollm2 (default), a .gguf path (e.g. "
                    "/var/tmp/model/smol.gguf), an HF checkpoint dir, or random:<shape>")
-    p.add_argument("--data", required=True, help="training data (.safetensors from reference.training.make_data)")
+    p.add_argument("--data", required=True, help="training data (.safetensors from reference.training.make_data); "
+                   "comma-separated parts (shards) are trained on as one set")
     p.add_argument("--out-dir", required=True, help="checkpoints go to OUT_DIR/<prefix>-pdm-n<n>/ etc.")
     p.add_argument("--work-dir", default=None, help="resume states (default: OUT_DIR/.work)")
     p.add_argument("--methods", default="spd", help="comma list of spd, chain, ppsd (default spd)")
@@ -83,14 +84,17 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.steady_fraction <= 1.0:
         raise InputError("--steady-fraction: must lie in [0, 1]")
     torch.manual_seed(args.seed)
-    data = TrainingData.load(args.data)
+    data_files = [x.strip() for x in args.data.split(",") if x.strip()]
+    if not data_files:
+        raise InputError("--data: give at least one training data file")
+    data = TrainingData.load_many(data_files)
     model, _ = load_model(args.model, args.device, args.dtype, max_seq_len=1024)
     L = model.config.num_layers
     if any(n > L for n in stages + ppsd_stages):
         raise InputError(f"--stages: at most {L} stages for a {L}-layer target")
     too_long = max(len(s) for s in data.seqs)
     if too_long + 16 > model.config.max_seq_len:
-        raise InputError(f"{args.data}: a sequence of {too_long} tokens exceeds the training context")
+        raise InputError(f"--data: a sequence of {too_long} tokens exceeds the training context")
     V = model.config.vocab_size
     vocab = None
     if args.draft_vocab:
@@ -135,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
                 "training": {"settings": settings.to_dict(), "result": summary.to_dict(), "validation": val,
                              "device": str(model.device), "torch": torch.__version__,
                              "autocast": "bf16" if model.device.type == "cuda" else None},
-                "data": {"file": Path(args.data).name, "sequences": len(data), "tokens": data.num_tokens,
+                "data": {"file": ",".join(Path(f).name for f in data_files), "sequences": len(data), "tokens": data.num_tokens,
                          "holdout_sequences": len(hold), "provenance": data.provenance}}
         save_checkpoint(pdm, out_dir / name, method, meta)
         print(f"{name}: {summary.steps} steps in {summary.wall_s:.0f} s ({summary.stopped_by}); train loss "

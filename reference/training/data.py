@@ -164,6 +164,17 @@ class TrainingData:
             raise InputError(f"{path}: prompt lengths do not fit the sequences")
         return cls(seqs, pl, [bool(x) for x in t["sampled"].tolist()], meta.get("provenance", {}))
 
+    @classmethod
+    def load_many(cls, paths: Sequence[str | Path]) -> "TrainingData":
+        """Several files (e.g. the shards of ``make_data --shard``) as one set, in the given order; provenance
+        keeps each part's record."""
+        parts = [cls.load(p) for p in paths]
+        if len(parts) == 1:
+            return parts[0]
+        return cls([s for d in parts for s in d.seqs], [x for d in parts for x in d.prompt_lens],
+                   [x for d in parts for x in d.sampled],
+                   {"parts": [{"file": Path(p).name, **d.provenance} for p, d in zip(paths, parts)]})
+
     def vocab_counts(self, vocab_size: int) -> torch.Tensor:
         """Token counts over the generated parts (what a draft has to predict)."""
         gen = [t for s, p in zip(self.seqs, self.prompt_lens) for t in s[p:]]

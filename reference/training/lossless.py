@@ -3,7 +3,8 @@
 
 For every prompt: AR greedy (``reference.model.generate_greedy``, batch 1) once, then SPD
 (``reference.local_engine.LocalEngine.generate_spd``) with each PDM; the committed tokens must be identical.
-Batch-1 decoding is launch-bound, so prompts are sharded over ``--workers`` processes sharing the device.
+Batch-1 decoding is launch-bound, so prompts are sharded over ``--workers`` processes sharing the device (spread over
+all visible GPUs when no ``--device`` is given).
 ``--budget-s`` bounds the wall clock: workers stop taking prompts when it is spent, and the report says how
 many (n, prompt) pairs were checked. ``--resume FILE`` skips pairs a previous report already checked.
 """
@@ -28,7 +29,10 @@ def _worker(rank: int, args: dict[str, Any], jobs: list[tuple[int, str, Any, lis
     from .checkpoints import load_checkpoint
 
     torch.set_num_threads(1)
-    model, tok = load_model(args["model"], args["device"], args["dtype"], max_seq_len=1024)
+    device = args["device"]
+    if device is None and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        device = f"cuda:{rank % torch.cuda.device_count()}"  # workers spread over every visible GPU
+    model, tok = load_model(args["model"], device, args["dtype"], max_seq_len=1024)
     eos = tuple(tok.eos_token_ids) if tok is not None else ()
     pdms = [load_checkpoint(d, model)[0] for d in args["drafts"]]
     engines = {p.config.n: LocalEngine(model, p.config.n) for p in pdms}

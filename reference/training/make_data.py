@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topics", type=int, default=0, help="use only the first K topics (0 = all; smoke tests)")
     p.add_argument("--gen-batch", type=int, default=256)
     p.add_argument("--budget-s", type=float, default=0.0, help="stop answering after this many seconds (0 = none)")
+    p.add_argument("--shard", default="0/1", help="I/K: make only the I-th of K disjoint parts of the prompt set "
+                   "(one per GPU; train-draft takes the parts as --data A,B)")
     p.add_argument("--prompts-dir", default=None, help="evaluation prompts to check overlap against (default: shared)")
     p.add_argument("--no-progress", action="store_true")
 
@@ -61,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_new_tokens < 2:
         raise InputError("--max-new-tokens must be >= 2")
+    shard, shards = _parse_shard(args.shard)
     t0 = time.perf_counter()
     progress = not args.no_progress
     model, tok = load_model(args.model, args.device, args.dtype, max_seq_len=1024)
@@ -75,19 +78,21 @@ def run(args: argparse.Namespace) -> int:
     # (1) self-instruct
     topics = TOPICS[:args.topics] if args.topics else TOPICS
     metas = [(kind, t, META_PROMPTS[kind].format(topic=t)) for kind in sorted(META_PROMPTS) for t in topics]
-    meta_ids = [encode_prompt(tok, m, ctx, 64) for _, _, m in metas] * args.self_instruct
-    kinds = [k for k, _, _ in metas] * args.self_instruct
+    # Sharding splits every prompt list by index, so the K parts are disjoint and together make the unsharded set
+    # (self-instruct replies are sampled per shard, with the shard in the seed).
+    meta_ids = ([encode_prompt(tok, m, ctx, 64) for _, _, m in metas] * args.self_instruct)[shard::shards]
+    kinds = ([k for k, _, _ in metas] * args.self_instruct)[shard::shards]
     candidates: list[tuple[str, str]] = []
     for b in range(0, len(meta_ids), args.gen_batch):
         outs = generate_batch(model, meta_ids[b:b + args.gen_batch], 64, temperature=0.9,
-                              seed=args.seed * 101 + b, eos_ids=eos)
+                              seed=args.seed * 101 + b + 1_000_003 * shard, eos_ids=eos)
         for k, o in zip(kinds[b:b + args.gen_batch], outs):
             text = clean_instruction(tok.decode(o, skip_special_tokens=True))
             if text:
                 candidates.append((f"self-instruct:{k}", text))
     # (2) templates and package docstrings
-    candidates += [("template", t.format(topic=topic)) for t in TEMPLATES for topic in topics]
-    candidates += [("package-docs", p) for p in package_doc_prompts(_doc_roots(), args.doc_prompts)]
+    candidates += [("template", t.format(topic=topic)) for t in TEMPLATES for topic in topics][shard::shards]
+    candidates += [("package-docs", p) for p in package_doc_prompts(_doc_roots(), args.doc_prompts)][shard::shards]
     # (3) overlap filter and de-duplication
     seen, kept, dropped = set(), [], 0
     for src, text in candidates:
@@ -125,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             if not group:
                 continue
             outs = generate_batch(model, [prompts[i][1] for i, _ in group], args.max_new_tokens,
-                                  temperature=group[0][1], seed=args.seed * 7 + b, eos_ids=eos)
+                                  temperature=group[0][1], seed=args.seed * 7 + b + 1_000_003 * shard, eos_ids=eos)
             for (i, t), o in zip(group, outs):
                 if len(o) < 2:
                     continue
@@ -152,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     provenance = {
         "generator": "python -m reference.training.make_data " + " ".join(sys.argv[1:]),
         "target": model.config.name, "gguf_sha256": file_sha256(gguf) if gguf else None,
-        "seed": args.seed, "max_new_tokens": args.max_new_tokens, "sampling": "each prompt answered greedy and at T=1",
+        "seed": args.seed, "shard": f"{shard}/{shards}", "max_new_tokens": args.max_new_tokens, "sampling": "each prompt answered greedy and at T=1",
         "prompt_sources": {"self-instruct": "target-written from reference/training/topics.py meta-prompts (T=0.9)",
                            "template": "reference/training/topics.py TEMPLATES x TOPICS",
                            "package-docs": "docstrings of installed packages (parsed with ast): "
@@ -169,6 +174,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: {len(data)} sequences, {data.num_tokens} tokens; overlap: {dropped} of {len(seen)} "
           f"prompts and {resp_dropped} responses dropped")
     return 0
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, k = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise InputError(f"--shard: expected I/K such as 0/2, got {text!r}") from None
+    if not 0 <= i < k:
+        raise InputError(f"--shard: need 0 <= I < K, got {text!r}")
+    return i, k
 
 
 def main(argv: Sequence[str] | None = None) -> int:

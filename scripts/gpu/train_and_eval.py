@@ -44,6 +44,39 @@ def sh(cmd: list[str], log: Path, timeout: float | None = None) -> int:
     return rc
 
 
+def sh_parallel(cmds: list[list[str]], log: Path, timeout: float) -> int:
+    """One command per GPU (CUDA_VISIBLE_DEVICES=i), concurrently; each one's output goes to ``log`` with a
+    ``[gpu i]`` prefix once it ends. Returns the first non-zero exit status (124 on a timeout)."""
+    if len(cmds) == 1:
+        return sh(cmds[0], log, timeout)
+    procs = []
+    for i, cmd in enumerate(cmds):
+        print(f"$ [gpu {i}] {' '.join(cmd)}", flush=True)
+        part = log.with_name(f"{log.stem}.gpu{i}.part")
+        f = open(part, "w")
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(i),
+               "PYTHONPATH": f"{REPO}:{os.environ.get('PYTHONPATH', '')}"}
+        procs.append((subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env), f, part, cmd))
+    deadline = time.time() + timeout
+    rcs = []
+    for p, f, part, cmd in procs:
+        try:
+            rc = p.wait(timeout=max(1.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            rc = 124
+        f.close()
+        with open(log, "a") as out:
+            out.write(f"\n$ [gpu {len(rcs)}] {' '.join(cmd)}\n")
+            out.writelines(f"[gpu {len(rcs)}] {line}" for line in open(part))
+            out.write(f"[gpu {len(rcs)}] -> exit {rc}\n")
+        part.unlink()
+        print(f"  [gpu {len(rcs)}] -> exit {rc}", flush=True)
+        rcs.append(rc)
+    return next((rc for rc in rcs if rc != 0), 0)
+
+
 def pack(ckpt_dir: Path, out: Path, limit: int = 15 << 20) -> list[Path]:
     """Checkpoints into tars of at most ``limit`` bytes (device calls return files of at most 16 MiB)."""
     dirs = sorted(d for d in ckpt_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -71,43 +104,76 @@ def train(a: argparse.Namespace, out: Path, log: Path) -> int:
     t0 = time.time()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    data = Path(a.data) if a.data else work / "data.safetensors"
-    if not data.is_file():
-        gen_budget = min(150.0, a.budget_s * 0.25)
+    G = a.gpus
+    data = [Path(x) for x in a.data.split(",")] if a.data else [work / f"data{i}.safetensors" for i in range(G)]
+    if not all(d.is_file() for d in data):
+        gen_budget = a.gen_budget_s or min(150.0, a.budget_s * 0.25)
         small = ["--topics", "2", "--self-instruct", "1", "--doc-prompts", "2", "--max-prompts", "6",
-                 "--max-new-tokens", "12"] if a.smoke else ["--self-instruct", "3"]
-        rc = sh([PY, "-m", "reference.training.make_data", "--model", a.model, "--out", str(data), "--seed", str(a.seed),
-                 "--budget-s", str(gen_budget), "--gen-batch", "384", "--no-progress"] + small, log,
-                timeout=gen_budget + 120)
+                 "--max-new-tokens", "12"] if a.smoke else ["--self-instruct", str(a.self_instruct)]
+        rc = sh_parallel([[PY, "-m", "reference.training.make_data", "--model", a.model, "--out", str(data[i]),
+                           "--seed", str(a.seed), "--shard", f"{i}/{G}", "--budget-s", str(gen_budget),
+                           "--gen-batch", "384", "--no-progress"] + small for i in range(G)], log,
+                         timeout=gen_budget + 120)
         if rc != 0:
             return rc
     for tar in a.resume_tar or []:
         with tarfile.open(tar) as t:
             t.extractall(work / "ckpt", filter="data")
     left = a.budget_s - (time.time() - t0) - 60  # packing + model load margin
-    stages = a.stages + ("," + a.extra_stages if a.extra_stages else "")
-    rc = sh([PY, "-m", "sim.cli", "train-draft", "--model", a.model, "--data", str(data), "--out-dir", str(work / "ckpt"),
-             "--methods", "spd,chain,ppsd", "--stages", stages, "--ppsd-stages", a.ppsd_stages,
-             "--budget-s", str(max(30.0, left - 30)), "--batch-size", str(a.batch_size), "--seed", str(a.seed),
-             "--checkpoint-every-s", "60", "--no-progress"]
-            + (["--max-steps", "2", "--tower-ffn", "32", "--agg-rank", "8", "--draft-vocab", "256", "--holdout", "1"]
-               if a.smoke else []), log, timeout=max(60.0, left + 60))
-    for f in (data, data.with_suffix(".json")):
-        if f.is_file():
-            (out / f.name).write_bytes(f.read_bytes())
+    stages = [x for x in (a.stages + ("," + a.extra_stages if a.extra_stages else "")).split(",") if x]
+    # Drafters dealt out over the GPUs (SPD depths round-robin, chain on the first, PPSD on the last): every
+    # process trains on all the data with the same seed, so the draft vocabulary and hold-out agree.
+    jobs = [(["spd"], stages[i::G]) for i in range(G)]
+    jobs[0][0].append("chain")
+    jobs[-1][0].append("ppsd")
+    cmds = []
+    for methods, st in jobs:
+        methods = [m for m in methods if m != "spd" or st]
+        cmds.append([PY, "-m", "sim.cli", "train-draft", "--model", a.model, "--data", ",".join(map(str, data)),
+                     "--out-dir", str(work / "ckpt"), "--methods", ",".join(methods),
+                     "--stages", ",".join(st) or "2", "--ppsd-stages", a.ppsd_stages,
+                     "--budget-s", str(max(30.0, left - 30)), "--batch-size", str(a.batch_size), "--seed", str(a.seed),
+                     "--checkpoint-every-s", "60", "--no-progress"]
+                    + (["--max-steps", "2", "--tower-ffn", "32", "--agg-rank", "8", "--draft-vocab", "256",
+                        "--holdout", "1"] if a.smoke else []))
+    rc = sh_parallel(cmds, log, timeout=max(60.0, left + 60))
+    for d in data:
+        if d.with_suffix(".json").is_file():
+            (out / d.with_suffix(".json").name).write_bytes(d.with_suffix(".json").read_bytes())
     if (work / "ckpt").is_dir():
         for t in pack(work / "ckpt", out):
             print(f"wrote {t} ({t.stat().st_size / 2**20:.1f} MiB)")
     return rc
 
 
+def merge_acceptance(parts: list[Path], dest: Path) -> None:
+    """Result files of one evaluation split by temperature -> one file (results concatenated)."""
+    import json
+
+    docs = [json.loads(p.read_text()) for p in parts]
+    doc = docs[0]
+    for d in docs[1:]:
+        doc["results"] += d["results"]
+        doc["engine_cross_check"] += d["engine_cross_check"]
+        doc["settings"]["temperatures"] += d["settings"]["temperatures"]
+        doc["settings"]["wall_s"] = max(doc["settings"]["wall_s"], d["settings"]["wall_s"])
+    dest.write_text(json.dumps(doc))
+    for p in parts:
+        p.unlink()
+
+
 def evaluate(a: argparse.Namespace, out: Path, log: Path) -> int:
     t0 = time.time()
     ck = Path(a.checkpoints)
-    rc = sh([PY, "-m", "sim.cli", "eval-acceptance", "--model", a.model, "--draft", str(ck), "--temperatures", "0,1",
-             "--max-new-tokens", "16" if a.smoke else "256", "--seed", str(a.seed), "--out", str(out / "acceptance.json"),
-             "--no-progress"] + (["--limit", "1"] if a.smoke else []),
-            log, timeout=a.budget_s * 0.6)
+    temps = ["0", "1"]
+    G = min(a.gpus, len(temps))
+    parts = [out / f"acceptance.part{i}.json" for i in range(G)]
+    rc = sh_parallel([[PY, "-m", "sim.cli", "eval-acceptance", "--model", a.model, "--draft", str(ck),
+                       "--temperatures", ",".join(temps[i::G]), "--max-new-tokens", "16" if a.smoke else "256",
+                       "--seed", str(a.seed), "--out", str(parts[i]), "--no-progress"]
+                      + (["--limit", "1"] if a.smoke else []) for i in range(G)], log, timeout=a.budget_s * 0.6)
+    if all(p.is_file() for p in parts):
+        merge_acceptance(parts, out / "acceptance.json")
     if (out / "acceptance.json").is_file():
         with open(out / "acceptance.md", "w") as f:
             subprocess.run([PY, "-m", "sim.cli", "eval-acceptance", "--from", str(out / "acceptance.json")], cwd=REPO,
@@ -121,7 +187,7 @@ def evaluate(a: argparse.Namespace, out: Path, log: Path) -> int:
     left = a.budget_s - (time.time() - t0) - 20
     if left > 30:
         cmd = [PY, "-m", "reference.training.lossless", "--model", a.model, "--workers", str(a.workers),
-               "--max-new-tokens", "16" if a.smoke else "256"] + (["--limit", "1"] if a.smoke else []) + [
+               "--max-new-tokens", "16" if a.smoke else str(a.lossless_tokens)] + (["--limit", "1"] if a.smoke else []) + [
                "--budget-s", str(left - 15), "--out", str(out / "lossless.json")]
         if a.lossless_resume:
             cmd += ["--resume", a.lossless_resume]
@@ -138,15 +204,20 @@ def main() -> int:
     p.add_argument("--budget-s", type=float, default=480.0)
     p.add_argument("--out", default=os.environ.get("OUT", "out"))
     p.add_argument("--work", default="/var/tmp/spd-train")
-    p.add_argument("--data", default=None, help="existing training data (skips generation)")
+    p.add_argument("--data", default=None, help="existing training data, comma-separated parts (skips generation)")
     p.add_argument("--resume-tar", action="append", help="ckpt-*.tar of an earlier call (resume states are not kept)")
     p.add_argument("--stages", default="2,3,4,6")
     p.add_argument("--extra-stages", default="", help="e.g. 8,10 when the budget allows")
     p.add_argument("--ppsd-stages", default="4")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--gpus", type=int, default=1, help="processes in parallel, one per GPU (data shards, drafters, "
+                   "temperatures)")
+    p.add_argument("--gen-budget-s", type=float, default=0.0, help="data generation budget (0 = a quarter, <= 150 s)")
+    p.add_argument("--self-instruct", type=int, default=3, help="instructions per (topic, kind) meta-prompt")
     p.add_argument("--checkpoints", default=str(REPO / "reference" / "checkpoints"))
     p.add_argument("--workers", type=int, default=12, help="lossless check: processes sharing the GPU")
     p.add_argument("--lossless-resume", default=None)
+    p.add_argument("--lossless-tokens", type=int, default=256, help="new tokens per prompt in the lossless check")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smoke", action="store_true", help="tiny sizes everywhere: a CPU test of the plumbing")
     a = p.parse_args()
