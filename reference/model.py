@@ -434,8 +434,12 @@ class OneTokenStep:
     """
 
     def __init__(self, stage: StageModel, cache: KVCache, *, embed: bool = False, head: bool = False,
-                 collect: Sequence[int] = (), use_graph: bool | None = None, warmup_steps: int = 3) -> None:
+                 collect: Sequence[int] = (), use_graph: bool | None = None, warmup_steps: int = 3,
+                 compile: bool = False) -> None:
         self.stage, self.cache, self.embed, self.head, self.collect = stage, cache, embed, head, tuple(collect)
+        # compile: torch.compile of the step body (inductor fuses the small elementwise kernels), compiled in the
+        # warm-up steps and then captured like the eager body; shapes are static, so it compiles once.
+        self._body = torch.compile(self._run, dynamic=False) if compile else self._run
         model = stage.model
         device = model.device
         B = cache.batch_size
@@ -449,17 +453,24 @@ class OneTokenStep:
             raise ValueError(f"CUDA graphs need a CUDA model, this one is on {device}")
         self.graph = None
         if self.use_graph:
-            saved_length = cache.length
-            side = torch.cuda.Stream(device)
-            side.wait_stream(torch.cuda.current_stream(device))
-            with torch.cuda.stream(side), torch.inference_mode():
-                for _ in range(warmup_steps):
-                    self._run()
-            torch.cuda.current_stream(device).wait_stream(side)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph), torch.inference_mode():
-                self.static_out = self._run()
-            cache.length = saved_length
+            # Capture on the model's device whatever the current device is: torch.cuda.graph() captures the
+            # current device's stream, and kernels on another device would silently stay out of the graph.
+            with torch.cuda.device(device):
+                self._capture(warmup_steps)
+
+    def _capture(self, warmup_steps: int) -> None:
+        device, cache = self.static_in.device, self.cache
+        saved_length = cache.length
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side), torch.inference_mode():
+            for _ in range(warmup_steps):
+                self._body()
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.inference_mode():
+            self.static_out = self._body()
+        cache.length = saved_length
 
     def _run(self) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         x = self.stage.model.embed(self.static_in) if self.embed else self.static_in
@@ -476,7 +487,7 @@ class OneTokenStep:
             out = self.static_out
         else:
             with torch.inference_mode():
-                out = self._run()
+                out = self._body()
         self.cache.length = max(self.cache.length, position + 1)
         return out
 

@@ -52,24 +52,25 @@ def _rank_of(pid: int) -> int | None:
     return None
 
 
-def _start_long_run(tmp_path: Path, timeout_s: int) -> tuple[subprocess.Popen, str]:
+def _start_long_run(tmp_path: Path, timeout_s: int, separate: bool = False) -> tuple[subprocess.Popen, str]:
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "sim.cli", "run", "--method", "spd", "--stages", "2", "--draft", "replay",
            "--alpha", "0.9", "--model", TINY % 4096, "--prompts", _prompts(tmp_path), "--max-new-tokens", "4000",
            "--out", str(out), "--timeout-s", str(timeout_s), "--trace", "cycle"]
+    cmd += ["--separate-controller"] if separate else []
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return proc, str(out / "config.json")
 
 
-def _decoding_pid(proc: subprocess.Popen, config_path: str, rank: int, within_s: float = 90) -> int:
-    """PID of ``rank`` once every rank has printed that it is decoding (a fault then hits the decode loop,
-    where only receive timeouts, the watchdog and the heartbeat can notice it)."""
+def _decoding_pid(proc: subprocess.Popen, config_path: str, rank: int, processes: int, within_s: float = 90) -> int:
+    """PID of process ``rank`` once every process has printed that it is decoding (a fault then hits the decode
+    loop, where only receive timeouts, the watchdog and the heartbeat can notice it)."""
     logs = Path(config_path).parent / "logs"
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
-        ready = [f for f in logs.glob("rank*.log") if "decoding" in f.read_text(errors="replace")]
-        if len(ready) == 3:
+        ready = [f for f in logs.glob("process*.log") if "decoding" in f.read_text(errors="replace")]
+        if len(ready) == processes:
             for pid in _workers_of(config_path):
                 if _rank_of(pid) == rank:
                     return pid
@@ -87,10 +88,12 @@ def _finish(proc: subprocess.Popen, limit_s: float) -> tuple[int, str, float]:
     return proc.returncode, err, time.monotonic() - t0
 
 
-@pytest.mark.parametrize("fault", ["kill", "hang"])
-def test_dead_or_hung_stage_ends_the_run(tmp_path, fault):
-    proc, config_path = _start_long_run(tmp_path, timeout_s=5)
-    pid = _decoding_pid(proc, config_path, rank=2)
+@pytest.mark.parametrize("fault,separate", [("kill", False), ("hang", False), ("kill", True), ("hang", True)])
+def test_dead_or_hung_stage_ends_the_run(tmp_path, fault, separate):
+    """Stage 2 (rank 2) dies or hangs; it is process 2 with a separate controller, else process 1 (the
+    controller hosts stage 1 in process 0)."""
+    proc, config_path = _start_long_run(tmp_path, timeout_s=5, separate=separate)
+    pid = _decoding_pid(proc, config_path, rank=2 if separate else 1, processes=3 if separate else 2)
     time.sleep(0.5)
     os.kill(pid, signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
     code, err, took = _finish(proc, limit_s=60)

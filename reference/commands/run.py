@@ -1,7 +1,8 @@
 """``spd run``: AR, AR through the pipeline, or SPD for real over torch.distributed.
 
 Locally it validates everything it can, writes ``RUNDIR/config.json`` (the run config plus the tokenised
-prompts) and spawns the n+1 ranks itself. Under ``torchrun`` (RANK and WORLD_SIZE set) it *is* one rank:
+prompts) and spawns the ranks' processes itself (n+1 ranks; the controller hosts stage 1 in its process when
+both are on one device, so n processes then). Under ``torchrun`` (RANK and WORLD_SIZE set) it *is* one rank:
 ``torchrun --nproc-per-node 3 -m sim.cli run --method spd --stages 2 ...`` (or across machines with
 ``--nnodes``); every rank validates the same arguments and rank 0 writes the run directory.
 """
@@ -40,7 +41,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trace", default="full", choices=("full", "cycle"),
                    help="full: every op on every rank (syncs the GPU per op); cycle: per-cycle records only")
     p.add_argument("--no-cuda-graphs", action="store_true", help="eager one-token steps on GPU")
-    p.add_argument("--max-seq-len", type=int, default=None, help="KV-cache capacity (default: model's, <= 2048)")
+    p.add_argument("--max-seq-len", type=int, default=None,
+                   help="KV-cache capacity (default: what the run needs, longest prompt + max new tokens + a margin, "
+                        "rounded up to 128 and at most the model's: attention reads every slot)")
+    p.add_argument("--kernels", default="auto", choices=("auto", "reference", "fused", "compiled"),
+                   help="one-token step kernels on every rank: reference (unfused), fused (one-kernel RMSNorm, "
+                        "mask built once), compiled (fused + torch.compile, CUDA only); auto: fused on CUDA, "
+                        "reference on CPU")
+    p.add_argument("--separate-controller", action="store_true",
+                   help="keep the controller and stage 1 in separate processes even on one device (default: one "
+                        "process, stage 1 on a second CUDA stream)")
+    p.add_argument("--draft-vocab", type=int, default=0,
+                   help="untrained/replay PDM: draft head over K token ids, as trained drafts have (0 = full)")
     p.add_argument("--stop-at-eos", action="store_true", help="stop at the model's EOS (default: exactly M tokens)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up generations")
     p.add_argument("--check-lossless", action="store_true",
@@ -66,7 +78,8 @@ def config_from_args(args: argparse.Namespace) -> "RunConfig":
                      draft=args.draft, alpha=args.alpha, draft_checkpoint=args.draft_checkpoint,
                      draft_layers=args.draft_layers, seed=args.seed, dtype=args.dtype, trace=args.trace,
                      cuda_graphs=not args.no_cuda_graphs, timeout_s=args.timeout_s, max_seq_len=args.max_seq_len,
-                     ignore_eos=not args.stop_at_eos, warmup=args.warmup, check_lossless=args.check_lossless, stage_split=split)
+                     ignore_eos=not args.stop_at_eos, warmup=args.warmup, check_lossless=args.check_lossless, stage_split=split,
+                     separate_controller=args.separate_controller, kernels=args.kernels, draft_vocab=args.draft_vocab)
 
 
 def prepare(args: argparse.Namespace):
@@ -83,24 +96,30 @@ def prepare(args: argparse.Namespace):
     check_devices(cfg)
     model_config, tok = describe_model(cfg.model, cfg.max_seq_len)
     prompts = read_prompts(cfg.prompts, tok, cfg.limit)
+    if cfg.max_seq_len is None and prompts:
+        # Attention over the static cache reads every slot: size it to the run, not to the model's 2048+.
+        need = max(len(p["ids"]) for p in prompts) + cfg.max_new_tokens + cfg.stages + 8
+        cfg.max_seq_len = min(model_config.max_seq_len, -(-need // 128) * 128)
     check_against_model(cfg, model_config, prompts)
     return cfg, prompts
 
 
 def run(args: argparse.Namespace) -> int:
-    from reference.runtime.launch import spawn_local, torchrun_env
+    from reference.runtime.launch import process_label, spawn_local, torchrun_env
     from reference.runtime.worker import run_rank
 
     cfg, prompts = prepare(args)
     env = torchrun_env()
     if env is not None:  # under torchrun: be that rank
-        return run_rank(cfg, env[0], env[1], prompts)  # errors already reported as one line
+        return run_rank(cfg, env[0], env[1], prompts)  # errors already reported as one line (one per process)
     out = Path(cfg.out)
     config_path = atomic_write_json(out / "config.json", {"config": dataclasses.asdict(cfg), "prompts": prompts})
     # One intra-op thread per rank on CPU: n+1 ranks share few cores, and spinning OpenMP pools of several
     # threads per process slow a one-token step down 10-30x on a 2-core machine.
     threads = 1 if cfg.device == "cpu" else None
-    res = spawn_local(config_path, cfg.world_size, out / "logs", threads_per_rank=threads)
+    procs = cfg.rank_processes()
+    labels = [process_label([r for r in range(len(procs)) if procs[r] == p]) for p in range(cfg.process_count)]
+    res = spawn_local(config_path, cfg.process_count, out / "logs", threads_per_rank=threads, labels=labels)
     if res.returncode == 2:
         raise InputError(res.message)
     if res.returncode != 0:

@@ -11,10 +11,21 @@ Two planes, one process group (``cpu:gloo,cuda:nccl`` on GPU, ``gloo`` on CPU):
 
 Every receive waits at most ``timeout_s``: a dead or hung peer turns into ``PeerError`` on every rank that
 waits for it, never into a silent hang.
+
+Ranks and processes: ``procs[r]`` is the process of rank r. Usually every rank is its own process; when the
+controller and stage 1 share a device they share a process (two threads, each with its own ``Comm`` view and
+CUDA stream), and what they send each other goes through an in-process ``Loopback`` (a device tensor and a
+CUDA event: no copy through the host, no time-slicing of the GPU between two contexts). Then every pair of
+ranks in different processes talks over its own two-rank group: two threads must never share one NCCL
+communicator, whose operations run in issue order on one stream (a send queued by one thread would block a
+receive queued by the other).
 """
 from __future__ import annotations
 
 import datetime
+import queue
+import threading
+import time
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -65,11 +76,48 @@ class Wire:
             raise PeerError(f"protocol: malformed control message {v}") from None
 
 
-class Comm:
-    """This rank's view of the group: ``devices[r]`` is rank r's torch device string."""
+class Loopback:
+    """Mailboxes between the ranks one process hosts. ``fail`` wakes every waiter with the error (a thread
+    that died must not leave its peer waiting for the full timeout)."""
 
-    def __init__(self, rank: int, world_size: int, devices: list[str], timeout_s: float) -> None:
+    POLL_S = 0.05
+
+    def __init__(self) -> None:
+        self._boxes: dict[tuple[int, int], queue.SimpleQueue] = {}
+        self._lock = threading.Lock()
+        self.failure: str | None = None
+
+    def _box(self, src: int, dst: int) -> queue.SimpleQueue:
+        with self._lock:
+            return self._boxes.setdefault((src, dst), queue.SimpleQueue())
+
+    def put(self, src: int, dst: int, item) -> None:
+        self._box(src, dst).put(item)
+
+    def get(self, src: int, dst: int, timeout_s: float, what: str):
+        box, deadline = self._box(src, dst), time.monotonic() + timeout_s
+        while True:
+            if self.failure is not None:
+                raise PeerError(f"rank {src} (same process) failed: {self.failure}")
+            try:
+                return box.get(timeout=self.POLL_S)
+            except queue.Empty:
+                if time.monotonic() > deadline:
+                    raise PeerError(f"no {what} from rank {src} within {timeout_s:g} s") from None
+
+    def fail(self, why: str) -> None:
+        self.failure = why
+
+
+class Comm:
+    """This rank's view of the group: ``devices[r]`` is rank r's torch device string, ``procs[r]`` its process."""
+
+    def __init__(self, rank: int, world_size: int, devices: list[str], timeout_s: float,
+                 procs: list[int] | None = None, loop: Loopback | None = None,
+                 groups: dict[tuple[int, int], object] | None = None) -> None:
         self.rank, self.world_size, self.devices, self.timeout_s = rank, world_size, devices, timeout_s
+        self.procs = procs if procs is not None else list(range(world_size))
+        self.loop, self.groups = loop, groups or {}
         self.device = torch.device(devices[rank])
         self._timeout = datetime.timedelta(seconds=timeout_s)
         self._staging: dict[tuple, torch.Tensor] = {}
@@ -77,22 +125,48 @@ class Comm:
         self._ring_pos: dict[tuple, int] = {}
 
     @staticmethod
-    def init(rank: int, world_size: int, devices: list[str], timeout_s: float) -> "Comm":
-        """Join the group (MASTER_ADDR/MASTER_PORT from the environment); bounded by ``timeout_s``."""
+    def init(rank: int, world_size: int, devices: list[str], timeout_s: float,
+             procs: list[int] | None = None) -> "Comm":
+        """Join the group as process ``procs[rank]`` (MASTER_ADDR/MASTER_PORT from the environment); bounded by
+        ``timeout_s``. With a process hosting several ranks, every process creates the same two-rank groups."""
+        procs = procs if procs is not None else list(range(world_size))
+        nproc = max(procs) + 1
         backend = "cpu:gloo,cuda:nccl" if any(d.startswith("cuda") for d in devices) else "gloo"
         if devices[rank].startswith("cuda"):
             torch.cuda.set_device(torch.device(devices[rank]))
         # No device_id: NCCL communicators are created lazily, one per pair that actually sends CUDA tensors,
         # so ranks sharing a GPU never end up in one NCCL communicator.
-        dist.init_process_group(backend, rank=rank, world_size=world_size,
+        dist.init_process_group(backend, rank=procs[rank], world_size=nproc,
                                 timeout=datetime.timedelta(seconds=timeout_s))
-        return Comm(rank, world_size, devices, timeout_s)
+        groups: dict[tuple[int, int], object] = {}
+        loop = None
+        if nproc < world_size:
+            loop = Loopback()
+            for a in range(world_size):  # the same order in every process (new_group is collective)
+                for b in range(a + 1, world_size):
+                    if procs[a] != procs[b]:
+                        groups[(a, b)] = dist.new_group([procs[a], procs[b]])
+        return Comm(rank, world_size, devices, timeout_s, procs, loop, groups)
+
+    def view(self, rank: int) -> "Comm":
+        """The same process group seen as another rank this process hosts (for its thread)."""
+        assert self.procs[rank] == self.procs[self.rank]
+        return Comm(rank, self.world_size, self.devices, self.timeout_s, self.procs, self.loop, self.groups)
+
+    def local(self, peer: int) -> bool:
+        """True when ``peer`` lives in this process (messages go through the loopback)."""
+        return self.procs[peer] == self.procs[self.rank]
+
+    def _dist_args(self, peer: int) -> dict:
+        return {"group": self.groups.get((min(self.rank, peer), max(self.rank, peer)))}
 
     def set_timeout(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self._timeout = datetime.timedelta(seconds=timeout_s)
 
     def close(self) -> None:
+        if any(self.procs[r] == self.procs[self.rank] for r in range(self.rank)):
+            return  # a rank hosted by another rank's process: that rank tears the group down
         if dist.is_initialized():
             dist.destroy_process_group()
 
@@ -100,7 +174,7 @@ class Comm:
     def direct(self, peer: int) -> bool:
         """True when hidden states to/from ``peer`` go over NCCL (both on CUDA, different devices)."""
         a, b = self.devices[self.rank], self.devices[peer]
-        return a.startswith("cuda") and b.startswith("cuda") and torch.device(a) != torch.device(b)
+        return not self.local(peer) and a.startswith("cuda") and b.startswith("cuda") and torch.device(a) != torch.device(b)
 
     def _host(self, t: torch.Tensor, key: tuple) -> torch.Tensor:
         buf = self._staging.get(key)
@@ -118,6 +192,9 @@ class Comm:
         ring of ``SEND_SLOTS`` buffers per (destination, shape); a slot is reused only after its previous send
         completed (waited with the receive timeout).
         """
+        if self.local(dst):
+            self.loop.put(self.rank, dst, _snapshot(t))
+            return
         on_device = t.is_cuda and self.direct(dst)
         key = (dst, tuple(t.shape), t.dtype)
         ring = self._rings.setdefault(key, [])
@@ -132,7 +209,7 @@ class Comm:
             self._wait(work, f"completion of an earlier send to rank {dst}")
         buf.copy_(t)  # device->host copies are synchronous: complete before gloo reads the buffer
         try:
-            ring[slot][1] = dist.isend(buf, dst)
+            ring[slot][1] = dist.isend(buf, self.procs[dst], **self._dist_args(dst))
         except RuntimeError as exc:
             raise PeerError(f"send to rank {dst} failed: {_short(exc)}") from None
 
@@ -149,11 +226,13 @@ class Comm:
 
     def recv(self, out: torch.Tensor, src: int) -> torch.Tensor:
         """Receive into ``out`` (its shape/dtype/device define the message), waiting at most ``timeout_s``."""
-        if self.direct(src) or not out.is_cuda:
-            self._wait(dist.irecv(out, src), f"hidden state from rank {src}")
+        if self.local(src):
+            _restore(self.loop.get(src, self.rank, self.timeout_s, "hidden state"), out)
+        elif self.direct(src) or not out.is_cuda:
+            self._wait(dist.irecv(out, self.procs[src], **self._dist_args(src)), f"hidden state from rank {src}")
         else:
             host = self._host(out, ("recv", src, tuple(out.shape)))
-            self._wait(dist.irecv(host, src), f"hidden state from rank {src}")
+            self._wait(dist.irecv(host, self.procs[src], **self._dist_args(src)), f"hidden state from rank {src}")
             out.copy_(host, non_blocking=False)
         return out
 
@@ -165,15 +244,43 @@ class Comm:
 
     # -- control plane (always CPU/gloo) ---------------------------------------------------------------
     def send_ints(self, values: torch.Tensor, dst: int) -> None:
+        if self.local(dst):
+            self.loop.put(self.rank, dst, _snapshot(values))
+            return
         try:
-            dist.send(values, dst)
+            dist.send(values, self.procs[dst], **self._dist_args(dst))
         except RuntimeError as exc:
             raise PeerError(f"send to rank {dst} failed: {_short(exc)}") from None
 
     def recv_ints(self, n: int, src: int, what: str = "control message") -> torch.Tensor:
+        if self.local(src):
+            got = self.loop.get(src, self.rank, self.timeout_s, what)[0]
+            if got.numel() != n:
+                raise PeerError(f"protocol: {what} from rank {src} has {got.numel()} values, expected {n}")
+            return got
         out = torch.empty(n, dtype=torch.int64)
-        self._wait(dist.irecv(out, src), f"{what} from rank {src}")
+        self._wait(dist.irecv(out, self.procs[src], **self._dist_args(src)), f"{what} from rank {src}")
         return out
+
+    def send_bytes(self, data: bytes, dst: int) -> None:
+        """A blob over the control plane (trace gathering): its length, then the bytes."""
+        self.send_ints(torch.tensor([len(data)], dtype=torch.int64), dst)
+        buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        if self.local(dst):
+            self.loop.put(self.rank, dst, (buf, None))
+            return
+        try:
+            dist.send(buf, self.procs[dst], **self._dist_args(dst))
+        except RuntimeError as exc:
+            raise PeerError(f"send to rank {dst} failed: {_short(exc)}") from None
+
+    def recv_bytes(self, src: int, what: str) -> bytes:
+        size = int(self.recv_ints(1, src, f"{what} size")[0])
+        if self.local(src):
+            return bytes(self.loop.get(src, self.rank, self.timeout_s, what)[0].numpy())
+        buf = torch.empty(size, dtype=torch.uint8)
+        self._wait(dist.irecv(buf, self.procs[src], **self._dist_args(src)), f"{what} from rank {src}")
+        return bytes(buf.numpy())
 
     def broadcast(self, wire: Wire, n: int) -> None:
         """Rank 0 -> every stage (ranks 1..n), posted without waiting (see ``send``)."""
@@ -183,6 +290,28 @@ class Comm:
 
     def recv_wire(self, n: int) -> Wire:
         return Wire.decode(self.recv_ints(Wire.size(n), 0))
+
+
+def _snapshot(t: torch.Tensor):
+    """A copy for a rank of this process; on CUDA with an event marking when the copy is done (the receiver
+    runs on another stream)."""
+    copy = t.detach().clone()
+    if not copy.is_cuda:
+        return copy, None
+    ev = torch.cuda.Event()
+    ev.record(torch.cuda.current_stream(copy.device))
+    return copy, ev
+
+
+def _restore(item, out: torch.Tensor) -> None:
+    copy, ev = item
+    if copy.shape != out.shape:
+        raise PeerError(f"protocol: hidden state of shape {tuple(copy.shape)}, expected {tuple(out.shape)}")
+    if ev is not None:
+        stream = torch.cuda.current_stream(out.device)
+        stream.wait_event(ev)
+        copy.record_stream(stream)  # the sender's allocator must not reuse it before this stream is done
+    out.copy_(copy)
 
 
 def _short(exc: BaseException) -> str:

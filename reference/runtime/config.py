@@ -13,6 +13,7 @@ METHODS = ("ar", "ar_pipeline", "spd")
 DRAFTS = ("pdm", "replay")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+KERNELS = ("auto", "reference", "fused", "compiled")
 
 
 @dataclass
@@ -43,10 +44,36 @@ class RunConfig:
     check_lossless: bool = False  # T=0: also run AR through the same pipeline and compare (replay always does)
     warmup: int = 1  # untimed warm-up generations (first prompt, a few tokens) before the measured ones
     stage_split: list[int] | None = None  # explicit layers per stage (sums to L); default: as even as possible
+    # The controller runs stage 1 in its own process (a thread on a second CUDA stream) when both are placed on
+    # one device; True keeps them in separate processes (GPU time-sliced between contexts: docs/perf-notes.md).
+    separate_controller: bool = False
+    # One-token step kernels (every rank, the single-device AR baseline included): reference (unfused), fused
+    # (one-kernel RMSNorm, additive mask built once), compiled (fused + torch.compile of the step, then the
+    # CUDA graph); auto = fused on CUDA, reference on CPU.
+    kernels: str = "auto"
+    draft_vocab: int = 0  # untrained / replay PDM: head over the first K token ids (0 = full vocabulary)
 
     @property
     def world_size(self) -> int:
         return 1 if self.method == "ar" else self.stages + 1
+
+    def rank_processes(self) -> list[int]:
+        """Process index of every rank: the controller hosts stage 1 when they share a device (unless
+        ``separate_controller``); every other rank is its own process."""
+        if self.method == "ar":
+            return [0]
+        devices = self.rank_devices() if (self.device == "cpu" or self.placement is not None) else None
+        share = devices is not None and devices[0] == devices[1] and not self.separate_controller
+        return [0] + [r - 1 if share else r for r in range(1, self.world_size)]
+
+    @property
+    def process_count(self) -> int:
+        return max(self.rank_processes()) + 1
+
+    def resolved_kernels(self) -> str:
+        if self.kernels != "auto":
+            return self.kernels
+        return "fused" if self.device == "cuda" else "reference"
 
     def resolved_dtype(self) -> str:
         if self.dtype != "auto":
@@ -97,6 +124,12 @@ def validate(cfg: RunConfig) -> None:
         raise InputError("--draft replay: measurement-only draft for greedy runs (T=0); use --draft pdm for T>0")
     if cfg.draft_layers < 1:
         raise InputError(f"--draft-layers: must be >= 1, got {cfg.draft_layers}")
+    if cfg.kernels not in KERNELS:
+        raise InputError(f"--kernels: {cfg.kernels!r} not one of {', '.join(KERNELS)}")
+    if cfg.kernels == "compiled" and cfg.device != "cuda":
+        raise InputError("--kernels compiled: needs --device cuda (the compiled step is captured in a CUDA graph)")
+    if cfg.draft_vocab < 0:
+        raise InputError(f"--draft-vocab: must be >= 0, got {cfg.draft_vocab}")
     if cfg.trace not in ("full", "cycle"):
         raise InputError(f"--trace: {cfg.trace!r} not one of full, cycle")
     if not cfg.timeout_s > 0 or not cfg.load_timeout_s > 0:

@@ -2,7 +2,8 @@
 
 Local runs: ``spawn_local`` starts the n+1 ranks as ``python -m reference.runtime.worker CONFIG`` with the
 usual torch.distributed environment (MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK), each in its own
-session, with its stderr in ``RUNDIR/logs/rank{r}.log``. It watches them: the first rank to exit non-zero
+session, with its stderr in ``RUNDIR/logs/process{p}.log`` (a process hosts one rank, or the controller and
+stage 1 together). It watches them: the first rank to exit non-zero
 makes it terminate the others (SIGTERM, then SIGKILL after a grace period) and report the failing rank's
 one-line error. Children also die with the launcher (PR_SET_PDEATHSIG) and run a watchdog thread
 (``Watchdog``) that ends the process when the main loop stops making progress, so no rank outlives a fault
@@ -51,8 +52,10 @@ def free_port() -> int:
 
 
 def spawn_local(config_path: Path, world_size: int, log_dir: Path, threads_per_rank: int | None = None,
-                env_extra: dict[str, str] | None = None, poll_s: float = 0.05) -> LaunchResult:
-    """Run every rank locally and wait; on any failure every rank is gone before this returns."""
+                env_extra: dict[str, str] | None = None, poll_s: float = 0.05,
+                labels: list[str] | None = None) -> LaunchResult:
+    """Run every process locally and wait; on any failure every process is gone before this returns.
+    ``labels[p]`` names what process p hosts in error messages (default "rank p")."""
     log_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     procs: list[subprocess.Popen] = []
@@ -67,11 +70,11 @@ def spawn_local(config_path: Path, world_size: int, log_dir: Path, threads_per_r
     try:
         for r in range(world_size):
             env = dict(base, RANK=str(r), LOCAL_RANK=str(r))
-            log = open(log_dir / f"rank{r}.log", "wb")
+            log = open(log_dir / f"process{r}.log", "wb")
             logs.append(log)
             procs.append(subprocess.Popen([sys.executable, "-m", "reference.runtime.worker", str(config_path)],
                                           env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        return _watch(procs, log_dir, poll_s)
+        return _watch(procs, log_dir, poll_s, labels or [process_label([p]) for p in range(world_size)])
     except KeyboardInterrupt:
         _terminate(procs)
         raise
@@ -81,7 +84,13 @@ def spawn_local(config_path: Path, world_size: int, log_dir: Path, threads_per_r
             log.close()
 
 
-def _watch(procs: list[subprocess.Popen], log_dir: Path, poll_s: float) -> LaunchResult:
+def process_label(ranks: list[int]) -> str:
+    """What a process hosts, for messages: "rank 2 (stage 2)", "ranks 0+1 (controller, stage 1)"."""
+    roles = ", ".join("controller" if r == 0 else f"stage {r}" for r in ranks)
+    return f"rank{'s' if len(ranks) > 1 else ''} {'+'.join(map(str, ranks))} ({roles})"
+
+
+def _watch(procs: list[subprocess.Popen], log_dir: Path, poll_s: float, labels: list[str]) -> LaunchResult:
     while True:
         codes = [p.poll() for p in procs]
         failed = [r for r, c in enumerate(codes) if c not in (None, 0)]
@@ -94,23 +103,22 @@ def _watch(procs: list[subprocess.Popen], log_dir: Path, poll_s: float) -> Launc
             signalled = [r for r, p in enumerate(procs) if p.poll() is not None and p.returncode < 0]
             culprit = signalled[0] if signalled else failed[0]
             _terminate(procs)
-            return _diagnose(procs, culprit, log_dir)
+            return _diagnose(procs, culprit, log_dir, labels)
         if all(c == 0 for c in codes):
             return LaunchResult(0, "")
         time.sleep(poll_s)
 
 
-def _diagnose(procs: list[subprocess.Popen], first: int, log_dir: Path) -> LaunchResult:
-    """One line: the first failing rank and its error; an input error anywhere wins (exit 2)."""
-    msgs = {r: _last_error(log_dir / f"rank{r}.log") for r in range(len(procs))}
+def _diagnose(procs: list[subprocess.Popen], first: int, log_dir: Path, labels: list[str]) -> LaunchResult:
+    """One line: the first failing process and its error; an input error anywhere wins (exit 2)."""
+    msgs = {r: _last_error(log_dir / f"process{r}.log") for r in range(len(procs))}
     for r, p in enumerate(procs):
         if p.returncode == INPUT_ERROR_EXIT and msgs[r]:
             return LaunchResult(2, msgs[r])
     code = procs[first].returncode
     how = f"killed by signal {-code} ({_signame(-code)})" if code < 0 else f"exit status {code}"
-    role = "controller" if first == 0 else f"stage {first}"
-    detail = msgs[first] or next((f"rank {r}: {m}" for r, m in msgs.items() if m), "no error message")
-    return LaunchResult(1, f"rank {first} ({role}) failed ({how}): {detail}; logs in {log_dir}")
+    detail = msgs[first] or next((f"{labels[r]}: {m}" for r, m in msgs.items() if m), "no error message")
+    return LaunchResult(1, f"{labels[first]} failed ({how}): {detail}; logs in {log_dir}")
 
 
 def _last_error(path: Path) -> str:

@@ -43,7 +43,10 @@ def make_plan(cfg: RunConfig, num_layers: int, anchors: tuple[int, ...]) -> Pipe
 def load_target(cfg: RunConfig, device: str):
     from ..loaders import load_model
 
-    return load_model(cfg.model, device, cfg.resolved_dtype(), max_seq_len=cfg.max_seq_len, seed=cfg.seed)
+    model, tok = load_model(cfg.model, device, cfg.resolved_dtype(), max_seq_len=cfg.max_seq_len, seed=cfg.seed)
+    if cfg.resolved_kernels() != "reference":  # the same kernels on every rank and in the AR baseline
+        model.set_decode_options(fused_norm=True, float_mask=True)
+    return model, tok
 
 
 def keep_only(model: Transformer, start: int, end: int, head: bool) -> Transformer:
@@ -71,8 +74,12 @@ def make_draft(cfg: RunConfig, target: Transformer, reference_for):
             raise InputError(f"--draft-checkpoint: trained for n={pdm.config.n} stages, run has --stages "
                              f"{cfg.stages}")
     else:
-        pdm_cfg = PDMConfig.default(target.config, cfg.stages, cfg.stage_split, tower_layers=cfg.draft_layers)
-        pdm = PipelineDraftModule(target, pdm_cfg, seed=cfg.seed)
+        vocab = min(cfg.draft_vocab, target.config.vocab_size) or None
+        pdm_cfg = PDMConfig.default(target.config, cfg.stages, cfg.stage_split, tower_layers=cfg.draft_layers,
+                                    draft_vocab_size=vocab)
+        # Untrained: any K ids give the head its real size (a trained draft stores its frequent-token ids).
+        ids = torch.arange(vocab, device=target.device) if vocab else None
+        pdm = PipelineDraftModule(target, pdm_cfg, ids, seed=cfg.seed)
     pdm.eval().requires_grad_(False)
     if cfg.draft == "replay":
         return ReplayDraft(cfg.alpha, reference_for, target.config.vocab_size, seed=cfg.seed, inner=pdm)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,32 +22,101 @@ from .parts import keep_only, load_target, make_draft, make_plan, plan_anchors
 from .tracing import Recorder, device_name, environment, host_info
 
 
-def run_role(cfg: RunConfig, rank: int, world_size: int, prompts: list[dict], wd: Watchdog) -> None:
-    if world_size != cfg.world_size:
-        raise InputError(f"world size {world_size} does not match the run: {cfg.method} with {cfg.stages} "
-                         f"stage(s) needs {cfg.world_size} rank(s)")
-    devices = cfg.rank_devices()
-    device = torch.device(devices[rank])
+_SETUP_LOCK = threading.Lock()  # ranks of one process load and capture CUDA graphs one at a time
+
+
+class _QuietWatchdog:
+    """The watchdog interface for a rank hosted in another rank's thread: the process's own watchdog and its
+    heartbeat already cover the process, and that rank's receives are bounded."""
+
+    def tick(self, what: str | None = None) -> None:
+        pass
+
+    def phase(self, what: str, limit_s: float) -> None:
+        pass
+
+    def stop_checking(self) -> None:
+        pass
+
+
+def run_role(cfg: RunConfig, proc: int, nproc: int, prompts: list[dict], wd: Watchdog) -> None:
+    """The body of process ``proc``: the rank(s) it hosts (the controller and stage 1 share process 0 when
+    they share a device: stage 1 runs in a thread on its own CUDA stream)."""
+    if nproc != cfg.process_count:
+        raise InputError(f"world size {nproc} does not match the run: {cfg.method} with {cfg.stages} stage(s) "
+                         f"needs {cfg.process_count} process(es)")
+    devices, procs = cfg.rank_devices(), cfg.rank_processes()
+    mine = [r for r in range(len(procs)) if procs[r] == proc]
+    device = torch.device(devices[mine[0]])
     if device.type == "cuda":
         torch.cuda.set_device(device)
     torch.manual_seed(cfg.seed)
-    rec = Recorder(rank, cfg.trace, device)
-    sampling = SamplingConfig(cfg.temperature, cfg.seed)
     if cfg.method == "ar":
-        return _run_single(cfg, prompts, wd, rec, sampling, device)
+        return _run_single(cfg, prompts, wd, Recorder(0, cfg.trace, device), SamplingConfig(cfg.temperature, cfg.seed),
+                           device)
 
     # Ranks start together, so joining is bounded like any other wait (a rank stuck before it joins).
     join_s = max(cfg.timeout_s, 30.0)
     wd.phase("joining the process group", join_s + 10)
-    t_join = time.perf_counter()
-    comm = Comm.init(rank, world_size, devices, join_s)
-    wd.start_heartbeat(world_size, cfg.heartbeat_s)
-    comm.set_timeout(cfg.load_timeout_s)  # loading speeds differ; liveness meanwhile: the heartbeat
+    comm = Comm.init(mine[0], cfg.world_size, devices, join_s, procs)
+    wd.start_heartbeat(nproc, cfg.heartbeat_s)
+    hosted = [_HostedRank(cfg, comm.view(r), prompts) for r in mine[1:]]
+    if hosted:
+        sys.setswitchinterval(2e-4)  # a waiting rank thread gets the GIL within 0.2 ms, not the default 5 ms
     try:
-        wd.phase("loading the model", cfg.load_timeout_s)
+        for h in hosted:
+            h.start()
+        try:
+            _run_rank(cfg, comm, prompts, wd, stream_clock=bool(hosted))
+        except BaseException as exc:
+            if comm.loop is not None:
+                comm.loop.fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            raise
+        for h in hosted:
+            h.join(cfg.timeout_s + 10)
+            if h.error is not None:
+                raise h.error
+    finally:
+        comm.close()
+
+
+class _HostedRank(threading.Thread):
+    """A rank that lives in another rank's process: its own thread, its own CUDA stream."""
+
+    def __init__(self, cfg: RunConfig, comm: Comm, prompts: list[dict]) -> None:
+        super().__init__(name=f"spd-rank{comm.rank}", daemon=True)
+        self.cfg, self.comm, self.prompts = cfg, comm, prompts
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            dev = self.comm.device
+            if dev.type == "cuda":
+                torch.cuda.set_device(dev)
+                with torch.cuda.stream(torch.cuda.Stream(dev)):
+                    _run_rank(self.cfg, self.comm, self.prompts, _QuietWatchdog(), stream_clock=True)
+            else:
+                _run_rank(self.cfg, self.comm, self.prompts, _QuietWatchdog(), stream_clock=True)
+        except BaseException as exc:
+            self.error = exc
+            self.comm.loop.fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+
+def _run_rank(cfg: RunConfig, comm: Comm, prompts: list[dict], wd, stream_clock: bool) -> None:
+    """One rank, from loading its part of the model to writing the run directory (rank 0)."""
+    rank = comm.rank
+    devices = cfg.rank_devices()
+    device = torch.device(devices[rank])
+    rec = Recorder(rank, cfg.trace, device, stream_only=stream_clock)
+    sampling = SamplingConfig(cfg.temperature, cfg.seed)
+    t_join = time.perf_counter()
+    comm.set_timeout(cfg.load_timeout_s)  # loading speeds differ; liveness meanwhile: the heartbeat
+    wd.phase("loading the model", cfg.load_timeout_s)
+    with _SETUP_LOCK:
         model, tok = load_target(cfg, devices[rank])
-        L = model.config.num_layers
-        anchors = _share_anchors(comm, cfg, L)
+    L = model.config.num_layers
+    anchors = _share_anchors(comm, cfg, L)
+    with _SETUP_LOCK:  # CUDA-graph capture must not see another thread's CUDA calls
         plan = make_plan(cfg, L, anchors)
         if rank == 0:
             keep_only(model, 0, 0, head=True)
@@ -56,34 +127,33 @@ def run_role(cfg: RunConfig, rank: int, world_size: int, prompts: list[dict], wd
             start, end = plan.bounds[rank - 1]
             keep_only(model, start, end, head=False)
             role = StageRank(comm, plan, model.stage(start, end), rank - 1, rec, wd,
-                             use_graph=cfg.cuda_graphs and device.type == "cuda")
-        _barrier(comm)  # everyone loaded and captured: from here on, receives use the run timeout
-        print(f"rank {rank}: ready on {devices[rank]} after {time.perf_counter() - t_join:.1f} s; decoding",
-              flush=True)
-        comm.set_timeout(cfg.timeout_s)
-        wd.phase("clock alignment", cfg.timeout_s + 10)
-        sync = clock.align(comm)
-        epoch_ns = time.perf_counter_ns()
-        if rank == 0:
-            results, lossless = _drive(cfg, role, model, prompts, plan)
-            role.shutdown()
-        else:
-            role.run()
-        wd.phase("finishing", cfg.timeout_s + 10)
-        clock.measure_drift(comm, sync)
-        wd.stop_checking()
-        parts = _gather(comm, rec, sync)
-        if rank == 0:
-            header = _header(cfg, model, plan, parts, comm)
-            clocks = [p.pop("clock") for p in parts]
-            for p in parts:
-                p.pop("device_name", None)
-                p.pop("host", None)
-            summary = write_run(Path(cfg.out), cfg, header, clocks, parts, epoch_ns, results, prompts,
-                                _decoder(tok), lossless)
-            print(summary_line(summary), flush=True)
-    finally:
-        comm.close()
+                             use_graph=cfg.cuda_graphs and device.type == "cuda",
+                             compile_step=cfg.resolved_kernels() == "compiled")
+    _barrier(comm)  # everyone loaded and captured: from here on, receives use the run timeout
+    print(f"rank {rank}: ready on {devices[rank]} (process {comm.procs[rank]}) after "
+          f"{time.perf_counter() - t_join:.1f} s; decoding", flush=True)
+    comm.set_timeout(cfg.timeout_s)
+    wd.phase("clock alignment", cfg.timeout_s + 10)
+    sync = clock.align(comm)
+    epoch_ns = time.perf_counter_ns()
+    if rank == 0:
+        results, lossless = _drive(cfg, role, model, prompts, plan)
+        role.shutdown()
+    else:
+        role.run()
+    wd.phase("finishing", cfg.timeout_s + 10)
+    clock.measure_drift(comm, sync)
+    wd.stop_checking()
+    parts = _gather(comm, rec, sync)
+    if rank == 0:
+        header = _header(cfg, model, plan, parts, comm)
+        clocks = [p.pop("clock") for p in parts]
+        for p in parts:
+            p.pop("device_name", None)
+            p.pop("host", None)
+        summary = write_run(Path(cfg.out), cfg, header, clocks, parts, epoch_ns, results, prompts,
+                            _decoder(tok), lossless)
+        print(summary_line(summary), flush=True)
 
 
 def _run_single(cfg, prompts, wd, rec, sampling, device) -> None:
@@ -91,7 +161,8 @@ def _run_single(cfg, prompts, wd, rec, sampling, device) -> None:
 
     wd.phase("loading the model", cfg.load_timeout_s)
     model, tok = load_target(cfg, str(device))
-    ar = SingleDeviceAR(model, rec, wd, sampling, use_graph=cfg.cuda_graphs and device.type == "cuda")
+    ar = SingleDeviceAR(model, rec, wd, sampling, use_graph=cfg.cuda_graphs and device.type == "cuda",
+                        compile_step=cfg.resolved_kernels() == "compiled")
     wd.phase("decode", cfg.timeout_s + 10)
     eos = _eos(cfg, model)
     epoch_ns = time.perf_counter_ns()
@@ -179,31 +250,25 @@ def _gather(comm: Comm, rec: Recorder, sync: clock.ClockSync) -> list[dict]:
     mine = {"events": rec.events, "cycles": rec.cycles, "prompts": [], "clock": sync.to_dict(),
             "device_name": device_name(comm.device), "host": host_info()}
     if comm.rank != 0:
-        data = torch.frombuffer(bytearray(json.dumps(mine).encode()), dtype=torch.uint8)
-        comm.send_ints(torch.tensor([data.numel()], dtype=torch.int64), 0)
-        import torch.distributed as dist
-
-        dist.send(data, 0)
+        comm.send_bytes(json.dumps(mine).encode(), 0)
         return []
-    parts = [mine]
-    for r in range(1, comm.world_size):
-        size = int(comm.recv_ints(1, r, "trace size")[0])
-        buf = torch.empty(size, dtype=torch.uint8)
-        comm.recv(buf, r)
-        parts.append(json.loads(bytes(buf.numpy()).decode()))
-    return parts
+    return [mine] + [json.loads(comm.recv_bytes(r, "trace records").decode()) for r in range(1, comm.world_size)]
 
 
 def _header(cfg: RunConfig, model, plan, parts: list[dict], comm: Comm | None) -> dict:
     devices = cfg.rank_devices()
     c = model.config
     return {"created_unix_s": time.time(), "method": cfg.method, "n_stages": cfg.stages,
-            "placement": cfg.placement, "rank_devices": devices,
+            "placement": cfg.placement, "rank_devices": devices, "rank_processes": cfg.rank_processes(),
+            "controller_process": ("shared with stage 1 (a thread on its own CUDA stream)"
+                                   if cfg.process_count < cfg.world_size else "separate"),
+            "kernels": cfg.resolved_kernels(),
             "device_names": [p["device_name"] for p in parts], "hosts": [p["host"]["hostname"] for p in parts],
             "model": {"spec": cfg.model, **c.to_dict()}, "dtype": cfg.resolved_dtype(),
             "stage_layers": [list(b) for b in plan.bounds], "anchors": list(plan.anchors),
             "draft": ({"source": cfg.draft, "alpha": cfg.alpha if cfg.draft == "replay" else None,
-                       "checkpoint": cfg.draft_checkpoint, "layers": cfg.draft_layers}
+                       "checkpoint": cfg.draft_checkpoint, "layers": cfg.draft_layers,
+                       "vocab": cfg.draft_vocab or None}
                       if cfg.method == "spd" else None),
             "temperature": cfg.temperature, "seed": cfg.seed, "max_new_tokens": cfg.max_new_tokens,
             "trace_level": cfg.trace, "cuda_graphs": cfg.cuda_graphs and cfg.device == "cuda",

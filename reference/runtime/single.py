@@ -18,12 +18,13 @@ from .tracing import Recorder
 
 class SingleDeviceAR:
     def __init__(self, model: Transformer, rec: Recorder, watchdog: Watchdog, sampling: SamplingConfig,
-                 use_graph: bool) -> None:
+                 use_graph: bool, compile_step: bool = False) -> None:
         self.model, self.rec, self.wd, self.sampling = model, rec, watchdog, sampling
         L = model.config.num_layers
         self.full = model.stage(0, L)
         self.cache = self.full.new_cache(1)
-        self.step = OneTokenStep(self.full, self.cache, embed=True, head=True, use_graph=use_graph)
+        self.step = OneTokenStep(self.full, self.cache, embed=True, head=True, use_graph=use_graph,
+                                 compile=compile_step)
         self._tok = torch.zeros(1, 1, dtype=torch.long, device=model.device)
 
     @torch.inference_mode()

@@ -21,7 +21,7 @@ from .tracing import Recorder
 
 class StageRank:
     def __init__(self, comm: Comm, plan: PipelinePlan, stage: StageModel, s: int, rec: Recorder,
-                 watchdog: Watchdog, use_graph: bool) -> None:
+                 watchdog: Watchdog, use_graph: bool, compile_step: bool = False) -> None:
         self.comm, self.plan, self.stage, self.s, self.rec, self.wd = comm, plan, stage, s, rec, watchdog
         self.n = plan.n
         self.last = s == self.n - 1
@@ -31,7 +31,7 @@ class StageRank:
         self.d = model.config.hidden_size
         self.dtype, self.device = model.dtype, model.device
         self.step = OneTokenStep(stage, self.cache, embed=(s == 0), head=False, collect=self.collect,
-                                 use_graph=use_graph)
+                                 use_graph=use_graph, compile=compile_step)
         self.cache.reset()
         self._tok = torch.zeros(1, 1, dtype=torch.long, device=self.device)
         self._h1 = torch.empty(1, 1, self.d, dtype=self.dtype, device=self.device)

@@ -30,13 +30,15 @@ class Recorder:
     """Append-only event list for one rank. Times are this rank's ``perf_counter_ns``; alignment to rank 0's
     clock happens once, when the trace is written."""
 
-    def __init__(self, rank: int, level: str, device: torch.device) -> None:
+    def __init__(self, rank: int, level: str, device: torch.device, stream_only: bool = False) -> None:
         if level not in LEVELS:
             raise ValueError(f"trace level {level!r} not in {LEVELS}")
         self.rank, self.level = rank, level
         self.fine = level == "full"
         self._cuda = device.type == "cuda"
         self._device = device
+        # Ranks sharing a process sync only their own stream: a device-wide sync would wait for the other's.
+        self._stream_only = stream_only
         self.events: list[dict] = []
         self.cycles: list[dict] = []
         self.prompts: list[dict] = []
@@ -47,7 +49,10 @@ class Recorder:
     def now(self) -> int:
         """A timestamp; in ``full`` mode on CUDA, after the device has finished the work queued so far."""
         if self.fine and self._cuda:
-            torch.cuda.synchronize(self._device)
+            if self._stream_only:
+                torch.cuda.current_stream(self._device).synchronize()
+            else:
+                torch.cuda.synchronize(self._device)
         return time.perf_counter_ns()
 
     def add(self, name: str, t0_ns: int, t1_ns: int, **extra) -> None:

@@ -32,6 +32,7 @@ def _worker(rank: int, args: dict[str, Any], jobs: list[tuple[int, str, Any, lis
     device = args["device"]
     if device is None and torch.cuda.is_available() and torch.cuda.device_count() > 1:
         device = f"cuda:{rank % torch.cuda.device_count()}"  # workers spread over every visible GPU
+        torch.cuda.set_device(device)
     model, tok = load_model(args["model"], device, args["dtype"], max_seq_len=1024)
     eos = tuple(tok.eos_token_ids) if tok is not None else ()
     pdms = [load_checkpoint(d, model)[0] for d in args["drafts"]]
