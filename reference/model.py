@@ -372,7 +372,9 @@ class StageModel(nn.Module):
                        m.dtype)
 
     def forward(self, h: torch.Tensor, positions: torch.Tensor, cache: KVCache,
-                collect: Iterable[int] = ()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+                collect: Iterable[int] = (), layer_fns: Sequence | None = None
+                ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """``layer_fns``: callables used instead of the layers (e.g. their compiled versions), one per layer."""
         collect = tuple(collect)
         for i in collect:
             if not self.start <= i <= self.end:
@@ -390,7 +392,7 @@ class StageModel(nn.Module):
         hidden: dict[int, torch.Tensor] = {}
         if self.start in collect:
             hidden[self.start] = h
-        for j, layer in enumerate(self.layers):
+        for j, layer in enumerate(layer_fns or self.layers):
             h = layer(h, cos, sin, positions, mask, cache.k[j], cache.v[j])
             if self.start + j + 1 in collect:
                 hidden[self.start + j + 1] = h
@@ -437,9 +439,10 @@ class OneTokenStep:
                  collect: Sequence[int] = (), use_graph: bool | None = None, warmup_steps: int = 3,
                  compile: bool = False) -> None:
         self.stage, self.cache, self.embed, self.head, self.collect = stage, cache, embed, head, tuple(collect)
-        # compile: torch.compile of the step body (inductor fuses the small elementwise kernels), compiled in the
-        # warm-up steps and then captured like the eager body; shapes are static, so it compiles once.
-        self._body = torch.compile(self._run, dynamic=False) if compile else self._run
+        # compile: torch.compile of each layer for this step only (inductor fuses a layer's small elementwise
+        # kernels; the layers share one compiled graph), compiled in the warm-up steps and then captured in the
+        # CUDA graph. Prefill keeps the eager layers (its shapes vary).
+        self._layer_fns = [torch.compile(layer, dynamic=False) for layer in stage.layers] if compile else None
         model = stage.model
         device = model.device
         B = cache.batch_size
@@ -465,16 +468,16 @@ class OneTokenStep:
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side), torch.inference_mode():
             for _ in range(warmup_steps):
-                self._body()
+                self._run()
         torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph), torch.inference_mode():
-            self.static_out = self._body()
+            self.static_out = self._run()
         cache.length = saved_length
 
     def _run(self) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         x = self.stage.model.embed(self.static_in) if self.embed else self.static_in
-        h, hidden = self.stage(x, self.static_pos, self.cache, self.collect)
+        h, hidden = self.stage(x, self.static_pos, self.cache, self.collect, self._layer_fns)
         return (self.stage.model.final_logits(h) if self.head else h), hidden
 
     def step(self, x: torch.Tensor, position: int) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
@@ -487,7 +490,7 @@ class OneTokenStep:
             out = self.static_out
         else:
             with torch.inference_mode():
-                out = self._body()
+                out = self._run()
         self.cache.length = max(self.cache.length, position + 1)
         return out
 

@@ -9,9 +9,10 @@ Run from the repository root with the repo on PYTHONPATH (no install needed):
 Each run is one ``spd run`` launch (``python -m reference.commands.run``), random bf16 weights of a real shape,
 synthetic prompts (seeded token ids: the GPU machine needs no tokenizer), CUDA graphs for every one-token step.
 
-1. Headline (qwen3-4b): AR on one GPU, SPD n=2 (controller and stage 1 on GPU 0 as separate processes,
-   stage 2 on GPU 1) with the replay draft at alpha 1.0 and 0.8, trace level ``cycle`` (no per-op
-   synchronisation): wall-clock speedup over single-GPU AR and its ratio to the theoretical L_acc.
+1. Headline (qwen3-4b): AR on one GPU, SPD n=2 (controller and stage 1 on GPU 0 in one process, stage 1 on
+   its own CUDA stream; stage 2 on GPU 1) with the replay draft at alpha 1.0 and 0.8, trace level ``cycle`` (no
+   per-op synchronisation): wall-clock speedup over single-GPU AR and its ratio to the theoretical L_acc; the
+   same with separate controller/stage-1 processes, and with compiled kernels on both sides.
 2. Calibration matrix (trace level ``full``): shapes smollm2-135m, qwen3-0.6b, qwen3-4b, llama-3.1-8b x
    {AR, AR pipeline n=2, SPD replay alpha 1.0/0.8/0.6 n=2}; n=3 and n=4 with several ranks per GPU; plus
    ``cycle``-level twins of some runs to measure what the instrumentation costs.
@@ -42,6 +43,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 HBM_BYTES_PER_S = 3.35e12  # H100 SXM (SPEC.md 3)
 PART_LIMIT_BYTES = 15 * 1024 * 1024
+DRAFT_VOCAB = 32768  # the replay draft's inner (untrained) PDM head: a 32k draft vocabulary, as EAGLE-3 / SPD use
 TINY = ('random:custom:{"name":"tiny","vocab_size":211,"hidden_size":64,"intermediate_size":128,"num_layers":8,'
         '"num_heads":4,"num_kv_heads":2,"head_dim":16,"max_seq_len":512}')
 
@@ -96,29 +98,34 @@ def build_matrix(smoke: bool, gpus: int) -> list[Spec]:
                 Spec("tiny_spd2_a0.6", TINY, "spd", 2, None, 0.6),
                 Spec("tiny_spd3_a0.8", TINY, "spd", 3, None, 0.8)]
     m: list[Spec] = []
-    q4 = "random:qwen3-4b"
+    q4, pl2 = "random:qwen3-4b", _placements(2, gpus)
+    dv = ("--draft-vocab", str(DRAFT_VOCAB))
+    sep, comp = ("--separate-controller",), ("--kernels", "compiled")
+    # Headline (trace level cycle): the default runtime (controller hosts stage 1; fused kernels), what a
+    # separate controller process costs, and the compiled kernels on both sides of the speedup.
     m += [Spec("qwen3-4b_ar_cycle", q4, "ar", 1, "0", trace="cycle", group="headline"),
-          Spec("qwen3-4b_spd2_a1.0_cycle", q4, "spd", 2, _placements(2, gpus), 1.0, "cycle", "headline"),
-          Spec("qwen3-4b_spd2_a0.8_cycle", q4, "spd", 2, _placements(2, gpus), 0.8, "cycle", "headline"),
-          Spec("qwen3-4b_arp2_cycle", q4, "ar_pipeline", 2, _placements(2, gpus), trace="cycle", group="headline")]
-    shapes = ["smollm2-135m", "qwen3-0.6b", "qwen3-4b", "llama-3.1-8b"]
+          Spec("qwen3-4b_spd2_a1.0_cycle", q4, "spd", 2, pl2, 1.0, "cycle", "headline", extra=dv),
+          Spec("qwen3-4b_spd2_a0.8_cycle", q4, "spd", 2, pl2, 0.8, "cycle", "headline", extra=dv),
+          Spec("qwen3-4b_spd2_a1.0_cycle_separate", q4, "spd", 2, pl2, 1.0, "cycle", "headline", extra=dv + sep),
+          Spec("qwen3-4b_ar_cycle_compiled", q4, "ar", 1, "0", trace="cycle", group="headline", extra=comp),
+          Spec("qwen3-4b_spd2_a1.0_cycle_compiled", q4, "spd", 2, pl2, 1.0, "cycle", "headline", extra=dv + comp),
+          Spec("qwen3-4b_spd2_a0.8_cycle_compiled", q4, "spd", 2, pl2, 0.8, "cycle", "headline", extra=dv + comp),
+          Spec("qwen3-4b_arp2_cycle", q4, "ar_pipeline", 2, pl2, trace="cycle", group="headline")]
+    shapes = ["smollm2-135m", "qwen3-4b", "llama-3.1-8b", "qwen3-0.6b"]
     for sh in shapes:  # n = 2 on two GPUs, fully traced
         spec = f"random:{sh}"
         m.append(Spec(f"{sh}_ar", spec, "ar", 1, "0"))
-        m.append(Spec(f"{sh}_arp2", spec, "ar_pipeline", 2, _placements(2, gpus)))
-        for a in (1.0, 0.8, 0.6):
-            m.append(Spec(f"{sh}_spd2_a{a}", spec, "spd", 2, _placements(2, gpus), a))
+        for a in (0.8, 1.0, 0.6):
+            m.append(Spec(f"{sh}_spd2_a{a}", spec, "spd", 2, pl2, a, extra=dv))
+        m.append(Spec(f"{sh}_arp2", spec, "ar_pipeline", 2, pl2))
     for n in (3, 4):  # several ranks per GPU
-        for sh in ("qwen3-0.6b", "qwen3-4b", "llama-3.1-8b"):
+        for sh in ("qwen3-4b", "qwen3-0.6b", "llama-3.1-8b"):
             spec = f"random:{sh}"
+            m.append(Spec(f"{sh}_spd{n}_a0.8", spec, "spd", n, _placements(n, gpus), 0.8, extra=dv))
             m.append(Spec(f"{sh}_arp{n}", spec, "ar_pipeline", n, _placements(n, gpus)))
-            m.append(Spec(f"{sh}_spd{n}_a0.8", spec, "spd", n, _placements(n, gpus), 0.8))
     for sh in ("smollm2-135m", "qwen3-0.6b", "llama-3.1-8b"):  # instrumentation cost: cycle-level twins
-        m.append(Spec(f"{sh}_spd2_a0.8_cycle", f"random:{sh}", "spd", 2, _placements(2, gpus), 0.8, "cycle"))
+        m.append(Spec(f"{sh}_spd2_a0.8_cycle", f"random:{sh}", "spd", 2, pl2, 0.8, "cycle", extra=dv))
         m.append(Spec(f"{sh}_ar_cycle", f"random:{sh}", "ar", 1, "0", trace="cycle"))
-    for n in (3, 4):
-        m.append(Spec(f"qwen3-4b_spd{n}_a0.6", q4, "spd", n, _placements(n, gpus), 0.6))
-        m.append(Spec(f"qwen3-4b_spd{n}_a1.0", q4, "spd", n, _placements(n, gpus), 1.0))
     return m
 
 
