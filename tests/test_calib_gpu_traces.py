@@ -1,4 +1,4 @@
-"""Regression bound for calibration on the committed 2x H100 `--trace full` traces (traces/h100x2).
+"""Regression bound for calibration on the committed 2x H100 `--trace full` traces of the first runtime (traces/h100x2_v1: separate controller process, unfused kernels, 2048-slot caches).
 
 Leave-one-configuration-out over 8 runs of two widths: median |error| 4.9%, max 26.6% when written
 (reports/h100x2/report.md). The max is SPD alpha=1.0 on smollm2, whose draft forward is 36% slower than
@@ -13,7 +13,7 @@ from sim.calibration.fit import fit_profile
 from sim.calibration.inputs import load_runs
 from sim.calibration.validate import error_summary, validate_runs
 
-GPU = Path(__file__).parents[1] / "traces" / "h100x2"
+GPU = Path(__file__).parents[1] / "traces" / "h100x2_v1"
 FULL = sorted(str(p) for p in GPU.glob("*") if p.name.startswith(("smollm2-135m_", "qwen3-0.6b_")))
 
 pytestmark = pytest.mark.skipif(len(FULL) < 8, reason="committed GPU traces not present")
