@@ -39,3 +39,22 @@ def test_gpu_profile_separates_controller_activity():
     assert prof.by_method["spd"].collect is not None and prof.by_method["spd"].collect.mean_ms > 0
     cyc = load_runs([str(GPU / "qwen3-4b_spd2_a1.0_cycle")], require_full=False)
     assert cyc[0].trace_level == "cycle" and not cyc[0].fittable
+
+
+NEW = Path(__file__).parents[1] / "traces" / "h100x2"
+
+
+@pytest.mark.skipif(not (NEW / "qwen3-4b_ar_cycle_compiled").is_dir(), reason="committed GPU traces not present")
+def test_executor_variants_are_kept_apart():
+    """Compiled-kernel and fused-kernel runs are different executors: one profile never mixes them, and a
+    speedup's AR baseline runs the same kernels."""
+    from sim.errors import InputError
+    from sim.calibration.validate import measured_ar_tokens_per_s
+
+    runs = load_runs([str(NEW / n) for n in ("qwen3-4b_ar", "qwen3-4b_ar_cycle_compiled",
+                                             "qwen3-4b_spd2_a1.0_cycle_compiled")], require_full=False)
+    ar_fused, ar_comp, spd_comp = runs
+    assert (ar_fused.kernels, ar_comp.kernels, spd_comp.controller) == ("fused", "compiled", "shared")
+    with pytest.raises(InputError, match="mix executor variants"):
+        fit_profile([ar_fused, ar_comp])
+    assert measured_ar_tokens_per_s(runs, spd_comp) == pytest.approx(ar_comp.tokens_per_s)

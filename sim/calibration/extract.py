@@ -115,6 +115,19 @@ class RunMeasurement:
     net_hops: list[tuple[str, int, float]] = field(default_factory=list)
     collect_ms: list[float] = field(default_factory=list)  # SPD, draft-bound cycles: draft end -> verify start
     trace_level: str = "full"  # "cycle": a validation target only (no per-op samples)
+    # The executor variant (trace header): one-token step kernels, and whether the controller hosts stage 1
+    # in its process. Timings of different variants are not interchangeable: profiles fit one variant.
+    kernels: str = "reference"  # traces written before the header had the field ran the reference kernels
+    controller: str = "separate"  # separate | shared (stage 1 in the controller's process)
+
+    @property
+    def runtime(self) -> str:
+        return f"kernels={self.kernels}" + ("" if self.method == "ar" else f" controller={self.controller}")
+
+    def same_variant(self, other: "RunMeasurement") -> bool:
+        """Same kernels and, between two pipeline runs, the same controller placement (AR has no controller)."""
+        return self.kernels == other.kernels and (
+            "ar" in (self.method, other.method) or self.controller == other.controller)
 
     @property
     def fittable(self) -> bool:
@@ -149,13 +162,16 @@ class RunMeasurement:
         draft = "" if self.method != "spd" else f" draft={self.draft_source}:{self.draft_layers}" + (
             f":a{self.alpha:g}" if self.alpha is not None else "")
         return (f"{self.method} n={self.n} {self.shape.key} split={'/'.join(map(str, self.split))}{draft} "
-                f"T={self.temperature:g} ranks={','.join(self.rank_devices)}")
+                f"T={self.temperature:g} ranks={','.join(self.rank_devices)} {self.runtime}")
 
     @property
     def label(self) -> str:
         draft = f" {self.draft_source} Ls={self.draft_layers}" + (f" a={self.alpha:g}" if self.alpha is not None else "") \
             if self.method == "spd" else ""
-        return f"{self.shape.name} {self.method} n={self.n}{draft}"
+        separate = self.method != "ar" and self.controller == "separate"
+        variant = "" if self.kernels == "fused" and not separate else \
+            f" [{self.kernels}{', separate' if separate else ''}]"
+        return f"{self.shape.name} {self.method} n={self.n}{draft}{variant}"
 
 
 def _ms(ns: int) -> float:
@@ -195,7 +211,8 @@ def measure_trace(tr: Trace, require_full: bool = True) -> RunMeasurement:
         alpha=(float(draft["alpha"]) if draft.get("alpha") is not None else None) if tr.method == "spd" else None,
         temperature=float(h.get("temperature", 0.0)), environment=env,
         prompts=[PromptRun(p.N - 1, tuple(int(a) for a in p.accepts), _ms(p.decode_ns)) for p in tr.prompts if p.N >= 2],
-        trace_level=str(level),
+        trace_level=str(level), kernels=str(h.get("kernels") or "reference"),
+        controller="shared" if str(h.get("controller_process", "separate")).startswith("shared") else "separate",
     )
     if m.method == "ar":
         m.ar_step_ms = [p.decode_ms / p.tokens for p in m.prompts if p.tokens > 0]

@@ -5,7 +5,9 @@ For a run of configuration C, the profile is fitted on every run whose configura
 prompt by prompt (so what is validated is the timing model, not the acceptance), and the simulator
 predicts each prompt's decode time; the closed form (steady state at the run's accept fraction, finite
 N) is reported beside it. Speedup = tokens/s over single-device AR tokens/s of the same model shape:
-measured against a measured AR run in the set, predicted against the held-out profile's AR step.
+measured against a measured AR run in the set (same kernels; same trace level where there is one), predicted
+against the held-out profile's AR step. Profiles are fitted on runs of the held-out run's executor variant
+(kernels, controller process) only.
 """
 from __future__ import annotations
 
@@ -90,11 +92,15 @@ def predict_run(profile: Profile, run: RunMeasurement, seed: int = 0, spread: st
 
 
 def measured_ar_tokens_per_s(runs: list[RunMeasurement], run: RunMeasurement) -> float | None:
-    """Measured single-device AR tokens/s for the run's model shape on the same kind of device."""
-    same = [r for r in runs if r.method == "ar" and r.shape.key == run.shape.key
+    """Measured single-device AR tokens/s for the run's model shape on the same kind of device with the same
+    kernels (the denominator of a speedup runs the same step kernels); at the run's trace level when the set
+    has one."""
+    same = [r for r in runs if r.method == "ar" and r.shape.key == run.shape.key and r.kernels == run.kernels
             and r.environment.get("device_names") == run.environment.get("device_names")]
     if not same:
         return None
+    if any(r.trace_level == run.trace_level for r in same):
+        same = [r for r in same if r.trace_level == run.trace_level]
     tok = sum(r.decode_tokens for r in same)
     ms = sum(r.decode_ms for r in same)
     return 1000.0 * tok / ms if ms > 0 else None
@@ -112,15 +118,15 @@ def validate_runs(runs: list[RunMeasurement], profile: Profile | None = None, se
         if profile is not None:
             prof, trained = profile, len(profile.source.get("traces", []))
         else:
-            if key not in fitted:
-                others = [r for r in runs if r.config_key != key and r.fittable]
+            if key not in fitted:  # fitted on the other configurations of the same executor variant
+                others = [r for r in runs if r.config_key != key and r.fittable and r.same_variant(run)]
                 try:
                     fitted[key] = fit_profile(others) if any(r.method != "ar" for r in others) else \
                         "no pipeline run among the other configurations"
                 except InputError as exc:
                     fitted[key] = str(exc)
             prof = fitted[key]
-            trained = sum(1 for r in runs if r.config_key != key and r.fittable)
+            trained = sum(1 for r in runs if r.config_key != key and r.fittable and r.same_variant(run))
         rp = RunPrediction(run.label, key, run.path, run.method, run.n, run.tokens_per_s, trained_on=trained)
         if isinstance(prof, str):
             rp.notes.append(f"not predicted: {prof}")
