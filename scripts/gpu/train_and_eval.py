@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """GPU driver for issue 5 (docs/training.md "GPU runs"): two modes, each one device call of at most 10 minutes.
 
-  python scripts/gpu/train_and_eval.py train --model /var/tmp/model/smol.gguf --budget-s 480
-      data generation (about a quarter of the budget, at most 150 s) -> train PDMs n in --stages, the chain head
-      and the PPSD draft (the rest, minus a packing margin) -> $OUT/ckpt-*.tar (each <= 15 MiB; extract into
-      reference/checkpoints/), $OUT/data.safetensors + .json (reuse with --data to skip generation next time),
-      $OUT/train.log. Rerunning with --data and --resume-tar OUT_TARS continues training.
-  python scripts/gpu/train_and_eval.py eval --model /var/tmp/model/smol.gguf --budget-s 540
-      eval-acceptance on all prompts at T=0 and T=1 for every checkpoint in --checkpoints -> $OUT/acceptance.json
-      + acceptance.md; an fp32 engine cross-check on 2 prompts; then the losslessness check (SPD == AR greedy on
-      every prompt, each trained n) with the remaining time -> $OUT/lossless.json (resumable with --lossless-resume).
+  python scripts/gpu/train_and_eval.py train --model /var/tmp/model/smol.gguf --budget-s 480 [--gpus 2]
+      data generation (--gen-budget-s, default a quarter of the budget and at most 150 s; with --gpus G, G
+      disjoint prompt shards in parallel) -> train PDMs n in --stages, the chain head and the PPSD draft (the
+      rest, minus a packing margin; drafters dealt out over the GPUs) -> $OUT/ckpt-*.tar (each <= 15 MiB;
+      extract into reference/checkpoints/), $OUT/data*.json (provenance; the .safetensors data stays on the
+      machine under --work, reusable with --data A,B while it is held), $OUT/train.log. Rerunning with --data
+      and --resume-tar OUT_TARS continues training.
+  python scripts/gpu/train_and_eval.py eval --model /var/tmp/model/smol.gguf --budget-s 540 [--gpus 2]
+      eval-acceptance on all prompts at T=0 and T=1 (one temperature per GPU) for every checkpoint in
+      --checkpoints -> $OUT/acceptance.json + acceptance.md; an fp32 engine cross-check on 2 prompts; then the
+      losslessness check (SPD == AR greedy on every prompt, each trained n, --lossless-tokens new tokens,
+      workers spread over the GPUs) with the remaining time -> $OUT/lossless.json (resumable with
+      --lossless-resume).
 
 Every step is a subprocess of this repository's own commands, so each one's output lands in the log as it runs.
 """
