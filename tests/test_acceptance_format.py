@@ -106,3 +106,18 @@ def test_overlap_index_and_data_round_trip(tmp_path):
     (tmp_path / "d.json").write_text("{}")
     with pytest.raises(InputError):
         TrainingData.load(tmp_path / "d.safetensors")
+
+
+def test_training_data_shards_load_as_one_set(tmp_path):
+    """make_data --shard I/K writes disjoint parts; train-draft --data A,B trains on their concatenation."""
+    from reference.training.make_data import _parse_shard
+
+    TrainingData([[1, 2, 3]], [1], [False], {"shard": "0/2"}).save(tmp_path / "a.safetensors")
+    TrainingData([[4, 5, 6, 7]], [2], [True], {"shard": "1/2"}).save(tmp_path / "b.safetensors")
+    d = TrainingData.load_many([tmp_path / "a.safetensors", tmp_path / "b.safetensors"])
+    assert d.seqs == [[1, 2, 3], [4, 5, 6, 7]] and d.prompt_lens == [1, 2] and d.sampled == [False, True]
+    assert [p["shard"] for p in d.provenance["parts"]] == ["0/2", "1/2"]
+    assert _parse_shard("1/2") == (1, 2)
+    for bad in ("2/2", "x", "1/0"):
+        with pytest.raises(InputError):
+            _parse_shard(bad)
