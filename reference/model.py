@@ -460,6 +460,12 @@ class OneTokenStep:
             # current device's stream, and kernels on another device would silently stay out of the graph.
             with torch.cuda.device(device):
                 self._capture(warmup_steps)
+        elif compile:  # compile now, not inside the first timed generation
+            saved_length = cache.length
+            with torch.inference_mode():
+                for _ in range(warmup_steps):
+                    self._run()
+            cache.length = saved_length
 
     def _capture(self, warmup_steps: int) -> None:
         device, cache = self.static_in.device, self.cache
@@ -471,7 +477,8 @@ class OneTokenStep:
                 self._run()
         torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph), torch.inference_mode():
+        # thread_local: another thread of this process (a rank on its own stream) may launch work meanwhile
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"), torch.inference_mode():
             self.static_out = self._run()
         cache.length = saved_length
 

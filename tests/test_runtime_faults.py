@@ -150,3 +150,20 @@ def test_bad_input_through_the_real_cli(tmp_path):
                        cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_failing_rank_thread_ends_the_run_at_once(tmp_path):
+    """Stage 1 runs as a thread of the controller's process: its failure ends that process (and so the run)
+    right away with its own error, not after a receive timeout elsewhere."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "sim.cli", "run", "--method", "spd", "--stages", "2", "--draft", "replay",
+           "--alpha", "0.9", "--model", TINY % 512, "--prompts", _prompts(tmp_path), "--max-new-tokens", "50",
+           "--out", str(out), "--timeout-s", "20", "--trace", "cycle"]
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "SPD_FAULT_RANK": "1"})
+    assert r.returncode == 1, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "rank 1" in lines[0] and "injected fault" in lines[0], r.stderr
+    assert time.monotonic() - t0 < 60
+    assert _workers_of(str(out / "config.json")) == []

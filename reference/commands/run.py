@@ -3,7 +3,8 @@
 Locally it validates everything it can, writes ``RUNDIR/config.json`` (the run config plus the tokenised
 prompts) and spawns the ranks' processes itself (n+1 ranks; the controller hosts stage 1 in its process when
 both are on one device, so n processes then). Under ``torchrun`` (RANK and WORLD_SIZE set) it *is* one rank:
-``torchrun --nproc-per-node 3 -m sim.cli run --method spd --stages 2 ...`` (or across machines with
+``torchrun --nproc-per-node 2 -m sim.cli run --method spd --stages 2 ...`` (n processes when the controller and
+stage 1 share a device, else or with ``--separate-controller`` n+1; or across machines with
 ``--nnodes``); every rank validates the same arguments and rank 0 writes the run directory.
 """
 from __future__ import annotations
@@ -98,14 +99,16 @@ def prepare(args: argparse.Namespace):
     prompts = read_prompts(cfg.prompts, tok, cfg.limit)
     if cfg.max_seq_len is None and prompts:
         # Attention over the static cache reads every slot: size it to the run, not to the model's 2048+.
-        need = max(len(p["ids"]) for p in prompts) + cfg.max_new_tokens + cfg.stages + 8
+        # The margin does not depend on the method (n-1 drafts in flight, warm-up): AR and SPD runs of the same
+        # prompts get the same cache, so their attention costs the same.
+        need = max(len(p["ids"]) for p in prompts) + cfg.max_new_tokens + 64
         cfg.max_seq_len = min(model_config.max_seq_len, -(-need // 128) * 128)
     check_against_model(cfg, model_config, prompts)
     return cfg, prompts
 
 
 def run(args: argparse.Namespace) -> int:
-    from reference.runtime.launch import process_label, spawn_local, torchrun_env
+    from reference.runtime.launch import spawn_local, torchrun_env
     from reference.runtime.worker import run_rank
 
     cfg, prompts = prepare(args)
@@ -117,9 +120,8 @@ def run(args: argparse.Namespace) -> int:
     # One intra-op thread per rank on CPU: n+1 ranks share few cores, and spinning OpenMP pools of several
     # threads per process slow a one-token step down 10-30x on a 2-core machine.
     threads = 1 if cfg.device == "cpu" else None
-    procs = cfg.rank_processes()
-    labels = [process_label([r for r in range(len(procs)) if procs[r] == p]) for p in range(cfg.process_count)]
-    res = spawn_local(config_path, cfg.process_count, out / "logs", threads_per_rank=threads, labels=labels)
+    res = spawn_local(config_path, cfg.process_count, out / "logs", threads_per_rank=threads,
+                      labels=cfg.process_labels())
     if res.returncode == 2:
         raise InputError(res.message)
     if res.returncode != 0:

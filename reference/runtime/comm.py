@@ -18,7 +18,9 @@ CUDA stream), and what they send each other goes through an in-process ``Loopbac
 CUDA event: no copy through the host, no time-slicing of the GPU between two contexts). Then every pair of
 ranks in different processes talks over its own two-rank group: two threads must never share one NCCL
 communicator, whose operations run in issue order on one stream (a send queued by one thread would block a
-receive queued by the other).
+receive queued by the other). Invariant in that mode: no device-wide synchronisation (``torch.cuda.synchronize``,
+``empty_cache``) once decoding has begun: it would wait for the other thread's NCCL send, which completes only
+when its receiver, which may be waiting for this thread, gets there.
 """
 from __future__ import annotations
 
@@ -145,7 +147,8 @@ class Comm:
             for a in range(world_size):  # the same order in every process (new_group is collective)
                 for b in range(a + 1, world_size):
                     if procs[a] != procs[b]:
-                        groups[(a, b)] = dist.new_group([procs[a], procs[b]])
+                        groups[(a, b)] = dist.new_group([procs[a], procs[b]],
+                                                        timeout=datetime.timedelta(seconds=timeout_s))
         return Comm(rank, world_size, devices, timeout_s, procs, loop, groups)
 
     def view(self, rank: int) -> "Comm":

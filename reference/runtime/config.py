@@ -62,13 +62,20 @@ class RunConfig:
         ``separate_controller``); every other rank is its own process."""
         if self.method == "ar":
             return [0]
-        devices = self.rank_devices() if (self.device == "cpu" or self.placement is not None) else None
-        share = devices is not None and devices[0] == devices[1] and not self.separate_controller
+        devices = self.rank_devices()
+        share = devices[0] == devices[1] and not self.separate_controller
         return [0] + [r - 1 if share else r for r in range(1, self.world_size)]
 
     @property
     def process_count(self) -> int:
         return max(self.rank_processes()) + 1
+
+    def process_labels(self) -> list[str]:
+        """What each process hosts, for messages: "ranks 0+1 (controller, stage 1)", "rank 2 (stage 2)"."""
+        from .launch import process_label
+
+        procs = self.rank_processes()
+        return [process_label([r for r in range(len(procs)) if procs[r] == p]) for p in range(self.process_count)]
 
     def resolved_kernels(self) -> str:
         if self.kernels != "auto":

@@ -48,7 +48,6 @@ class ControllerRank:
         self.sampling = sampling
         self.d = head.config.hidden_size
         self.device, self.dtype = head.device, head.dtype
-        self._bufs: dict[tuple, torch.Tensor] = {}
 
     # -- transport ---------------------------------------------------------------------------------
     def _broadcast(self, op: Op, prompt: int, msg: ControlMessage) -> None:
@@ -59,12 +58,9 @@ class ControllerRank:
     def _recv_collect(self, s: int, tokens: int) -> torch.Tensor:
         """What stage s sends rank 0: its collected hidden states, ``[k, 1, tokens, d]``."""
         k = len(self.plan.stage_collect(s))
-        key = (s, tokens)
-        buf = self._bufs.get(key) if tokens == 1 else None
-        if buf is None:
-            buf = torch.empty(k, 1, tokens, self.d, dtype=self.dtype, device=self.device)
-            if tokens == 1:
-                self._bufs[key] = buf
+        # A fresh buffer every time: the controller keeps these rows (a completed token's anchors are read by
+        # the draft cycles later), so a reused buffer would hand it the next cycle's values.
+        buf = torch.empty(k, 1, tokens, self.d, dtype=self.dtype, device=self.device)
         link = f"{s + 1}->0"
         t0 = self.rec.now()
         self.comm.recv(buf, s + 1)

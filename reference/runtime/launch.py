@@ -26,6 +26,7 @@ from pathlib import Path
 
 ERROR_MARK = "spd-rank-error:"  # a rank's last words on stderr, one line, parsed by the launcher
 INPUT_ERROR_EXIT = 2
+PEER_ERROR_EXIT = 4  # a rank that failed because a peer did (its error is a consequence, not the cause)
 GRACE_S = 3.0
 
 
@@ -101,7 +102,8 @@ def _watch(procs: list[subprocess.Popen], log_dir: Path, poll_s: float, labels: 
             while time.monotonic() < deadline and any(p.poll() is None for p in procs):
                 time.sleep(poll_s)
             signalled = [r for r, p in enumerate(procs) if p.poll() is not None and p.returncode < 0]
-            culprit = signalled[0] if signalled else failed[0]
+            causes = [r for r, p in enumerate(procs) if p.poll() not in (None, 0, PEER_ERROR_EXIT)]
+            culprit = signalled[0] if signalled else causes[0] if causes else failed[0]
             _terminate(procs)
             return _diagnose(procs, culprit, log_dir, labels)
         if all(c == 0 for c in codes):
@@ -193,8 +195,10 @@ class Watchdog:
 
     HEARTBEAT_S = 0.5
 
-    def __init__(self, rank: int, limit_s: float) -> None:
+    def __init__(self, rank: int, limit_s: float, labels: list[str] | None = None) -> None:
+        """``rank``: this process's index; ``labels[p]`` names what process p hosts in messages."""
         self.rank, self.limit_s = rank, limit_s
+        self.labels = labels
         self._last = time.monotonic()
         self._what = "start-up"
         self._stop = threading.Event()
@@ -234,8 +238,11 @@ class Watchdog:
     def stop(self) -> None:
         self._stop.set()
 
+    def _label(self, p: int) -> str:
+        return self.labels[p] if self.labels and p < len(self.labels) else process_label([p])
+
     def _die(self, msg: str) -> None:
-        sys.stderr.write(f"{ERROR_MARK} rank {self.rank}: {msg}\n")
+        sys.stderr.write(f"{ERROR_MARK} {self._label(self.rank)}: {msg}\n")
         sys.stderr.flush()
         os._exit(3)
 
@@ -259,8 +266,7 @@ class Watchdog:
                 if count != seen:
                     self._peers[r] = (count, now)
                 elif now - since > self.heartbeat_limit_s:
-                    role = "controller" if r == 0 else f"stage {r}"
-                    self._die(f"rank {r} ({role}) stopped answering: no heartbeat for {now - since:.0f} s")
+                    self._die(f"{self._label(r)} stopped answering: no heartbeat for {now - since:.0f} s")
         except Exception as exc:  # the store lives in rank 0: losing it means rank 0 is gone or wedged
             if self._checking and not self._stop.is_set():
                 self._die(f"lost contact with the rendezvous store on rank 0 ({type(exc).__name__}: "

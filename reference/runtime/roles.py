@@ -2,21 +2,24 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import torch
 
 from sim.errors import InputError
 
+from ..spd_controller import stage_bounds
 from ..verify import SamplingConfig
 from . import clock
-from .comm import Comm
+from .comm import Comm, PeerError
 from .config import RunConfig
 from .controller import ControllerRank, PromptResult
-from .launch import Watchdog
+from .launch import ERROR_MARK, INPUT_ERROR_EXIT, PEER_ERROR_EXIT, Watchdog
 from .output import summary_line, write_run
 from .parts import keep_only, load_target, make_draft, make_plan, plan_anchors
 from .tracing import Recorder, device_name, environment, host_info
@@ -44,7 +47,8 @@ def run_role(cfg: RunConfig, proc: int, nproc: int, prompts: list[dict], wd: Wat
     they share a device: stage 1 runs in a thread on its own CUDA stream)."""
     if nproc != cfg.process_count:
         raise InputError(f"world size {nproc} does not match the run: {cfg.method} with {cfg.stages} stage(s) "
-                         f"needs {cfg.process_count} process(es)")
+                         f"needs {cfg.process_count} process(es) (the controller hosts stage 1 when both are on "
+                         f"one device; --separate-controller gives every rank its own process)")
     devices, procs = cfg.rank_devices(), cfg.rank_processes()
     mine = [r for r in range(len(procs)) if procs[r] == proc]
     device = torch.device(devices[mine[0]])
@@ -63,21 +67,23 @@ def run_role(cfg: RunConfig, proc: int, nproc: int, prompts: list[dict], wd: Wat
     hosted = [_HostedRank(cfg, comm.view(r), prompts) for r in mine[1:]]
     if hosted:
         sys.setswitchinterval(2e-4)  # a waiting rank thread gets the GIL within 0.2 ms, not the default 5 ms
+    for h in hosted:
+        h.start()
     try:
-        for h in hosted:
-            h.start()
-        try:
-            _run_rank(cfg, comm, prompts, wd, stream_clock=bool(hosted))
-        except BaseException as exc:
-            if comm.loop is not None:
-                comm.loop.fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-            raise
-        for h in hosted:
-            h.join(cfg.timeout_s + 10)
-            if h.error is not None:
-                raise h.error
-    finally:
-        comm.close()
+        _run_rank(cfg, comm, prompts, wd, stream_clock=bool(hosted))
+    except BaseException as exc:
+        # No group teardown here: a hosted thread may still be inside a collective call; the worker exits
+        # the process without interpreter teardown on failure.
+        if comm.loop is not None:
+            comm.loop.fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        raise
+    for h in hosted:
+        h.join(cfg.timeout_s + 10)
+        if h.is_alive():
+            raise PeerError(f"rank {h.comm.rank} (same process) did not finish within {cfg.timeout_s + 10:g} s")
+        if h.error is not None:
+            raise h.error
+    comm.close()
 
 
 class _HostedRank(threading.Thread):
@@ -97,9 +103,19 @@ class _HostedRank(threading.Thread):
                     _run_rank(self.cfg, self.comm, self.prompts, _QuietWatchdog(), stream_clock=True)
             else:
                 _run_rank(self.cfg, self.comm, self.prompts, _QuietWatchdog(), stream_clock=True)
-        except BaseException as exc:
+        except BaseException as exc:  # end the whole process now: the launcher then stops every other one
             self.error = exc
             self.comm.loop.fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            if not isinstance(exc, (InputError, PeerError)):
+                traceback.print_exc()
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            msg = first if isinstance(exc, InputError) else f"rank {self.comm.rank}: {type(exc).__name__}: {first}" \
+                if not isinstance(exc, PeerError) else f"rank {self.comm.rank}: {first}"
+            sys.stderr.write(f"{ERROR_MARK} {msg}\n")
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(INPUT_ERROR_EXIT if isinstance(exc, InputError) else PEER_ERROR_EXIT
+                     if isinstance(exc, PeerError) else 1)
 
 
 def _run_rank(cfg: RunConfig, comm: Comm, prompts: list[dict], wd, stream_clock: bool) -> None:
@@ -112,24 +128,25 @@ def _run_rank(cfg: RunConfig, comm: Comm, prompts: list[dict], wd, stream_clock:
     t_join = time.perf_counter()
     comm.set_timeout(cfg.load_timeout_s)  # loading speeds differ; liveness meanwhile: the heartbeat
     wd.phase("loading the model", cfg.load_timeout_s)
-    with _SETUP_LOCK:
+    with _SETUP_LOCK:  # and drop what this rank does not run at once: one full model in memory at a time
         model, tok = load_target(cfg, devices[rank])
-    L = model.config.num_layers
+        L = model.config.num_layers
+        start, end = (0, 0) if rank == 0 else stage_bounds(L, cfg.stages, cfg.stage_split)[rank - 1]
+        keep_only(model, start, end, head=rank == 0)
     anchors = _share_anchors(comm, cfg, L)
     with _SETUP_LOCK:  # CUDA-graph capture must not see another thread's CUDA calls
         plan = make_plan(cfg, L, anchors)
         if rank == 0:
-            keep_only(model, 0, 0, head=True)
             role = ControllerRank(comm, plan, model, rec, wd, sampling)
         else:
             from .stage import StageRank
 
-            start, end = plan.bounds[rank - 1]
-            keep_only(model, start, end, head=False)
             role = StageRank(comm, plan, model.stage(start, end), rank - 1, rec, wd,
                              use_graph=cfg.cuda_graphs and device.type == "cuda",
                              compile_step=cfg.resolved_kernels() == "compiled")
     _barrier(comm)  # everyone loaded and captured: from here on, receives use the run timeout
+    if os.environ.get("SPD_FAULT_RANK") == str(rank):  # fault injection for tests: this rank fails now
+        raise RuntimeError("injected fault (SPD_FAULT_RANK)")
     print(f"rank {rank}: ready on {devices[rank]} (process {comm.procs[rank]}) after "
           f"{time.perf_counter() - t_join:.1f} s; decoding", flush=True)
     comm.set_timeout(cfg.timeout_s)
@@ -268,7 +285,7 @@ def _header(cfg: RunConfig, model, plan, parts: list[dict], comm: Comm | None) -
             "stage_layers": [list(b) for b in plan.bounds], "anchors": list(plan.anchors),
             "draft": ({"source": cfg.draft, "alpha": cfg.alpha if cfg.draft == "replay" else None,
                        "checkpoint": cfg.draft_checkpoint, "layers": cfg.draft_layers,
-                       "vocab": cfg.draft_vocab or None}
+                       "vocab": (min(cfg.draft_vocab, c.vocab_size) or None) if not cfg.draft_checkpoint else None}
                       if cfg.method == "spd" else None),
             "temperature": cfg.temperature, "seed": cfg.seed, "max_new_tokens": cfg.max_new_tokens,
             "trace_level": cfg.trace, "cuda_graphs": cfg.cuda_graphs and cfg.device == "cuda",

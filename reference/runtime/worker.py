@@ -19,13 +19,15 @@ from sim.errors import InputError
 
 from .comm import PeerError
 from .config import RunConfig
-from .launch import ERROR_MARK, INPUT_ERROR_EXIT, Watchdog, die_with_parent, torchrun_env
+from .launch import ERROR_MARK, INPUT_ERROR_EXIT, PEER_ERROR_EXIT, Watchdog, die_with_parent, torchrun_env
 
 
 def run_rank(cfg: RunConfig, rank: int, world_size: int, prompts: list[dict]) -> int:
     """Run as ``rank``; returns the exit status (never raises for expected failures)."""
     die_with_parent()
-    wd = Watchdog(rank, cfg.load_timeout_s)
+    labels = cfg.process_labels() if cfg.method != "ar" else ["rank 0 (ar)"]
+    me = labels[rank] if rank < len(labels) else f"process {rank}"
+    wd = Watchdog(rank, cfg.load_timeout_s, labels)
     try:
         from .roles import run_role
 
@@ -35,11 +37,11 @@ def run_rank(cfg: RunConfig, rank: int, world_size: int, prompts: list[dict]) ->
         _last_words(f"{exc}")
         return INPUT_ERROR_EXIT
     except PeerError as exc:
-        _last_words(f"rank {rank}: {exc}")
-        return 1
+        _last_words(f"{me}: {exc}")
+        return PEER_ERROR_EXIT
     except Exception as exc:  # a bug: keep the traceback in the rank's log, one line for the launcher
         traceback.print_exc()
-        _last_words(f"rank {rank}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        _last_words(f"{me}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         return 1
     finally:
         wd.stop()
