@@ -16,7 +16,7 @@ import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 from safetensors.torch import load as st_load
@@ -28,6 +28,9 @@ from sim.io import atomic_write_bytes, atomic_write_json, read_json_with_format
 
 from .model import Block, KVCache, ModelConfig, RMSNorm, Transformer, attention_inputs
 from .spd_controller import DraftInput, TokenFeatures, stage_bounds
+
+if TYPE_CHECKING:
+    from .draft_graph import DraftGraphs
 
 CHECKPOINT_FORMAT = "spd-pdm/1"
 WEIGHTS_FILE, CONFIG_FILE = "pdm.safetensors", "pdm.json"
@@ -200,6 +203,7 @@ class PipelineDraftModule(nn.Module):
         self.cache: KVCache | None = None
         self._tied_key: tuple | None = None
         self._tied_weight: torch.Tensor | None = None
+        self._graphs: DraftGraphs | None = None  # use_graphs(True)
 
     def _fc(self, d_in: int, d_out: int) -> nn.Module:
         r = self.config.agg_rank
@@ -346,18 +350,31 @@ class PipelineDraftModule(nn.Module):
     def propose(self, inp: DraftInput) -> torch.Tensor:
         """Rows: the tokens completed since the last call (appended to the cache for good), then the in-flight
         tokens at their depths (recomputed each cycle, dropped from the cache after)."""
-        return self._forward(inp.completed, inp.inflight)
+        return self._forward(inp.completed, inp.inflight, static=self._graphs is not None)
 
-    def _forward(self, completed: list[TokenFeatures], inflight: list[TokenFeatures]) -> torch.Tensor:
+    def use_graphs(self, enabled: bool = True, max_layouts: int = 64) -> "PipelineDraftModule":
+        """Opt-in: ``propose`` runs a static-shape forward per layout (rows completed, level of each row), from
+        static buffers, replayed from a CUDA graph captured on first use on CUDA (``reference.draft_graph``); on
+        CPU the same static path runs eagerly. Same math as the eager path. At most ``max_layouts`` layouts,
+        eager beyond. ``begin`` (the prompt's rows, any length) stays eager."""
+        from .draft_graph import DraftGraphs  # imports this module: only when asked for
+
+        self._graphs = DraftGraphs(self.device, max_layouts) if enabled else None
+        return self
+
+    def _forward(self, completed: list[TokenFeatures], inflight: list[TokenFeatures],
+                 static: bool = False) -> torch.Tensor:
         assert self.cache is not None, "begin() first"
         tokens = list(completed) + list(inflight)
         start = self.cache.length
         positions = [t.position for t in tokens]
         if positions != list(range(start, start + len(tokens))):
             raise RuntimeError(f"PDM rows at positions {positions} do not continue its cache of length {start}")
-        levels = self.row_levels(tokens)
-        logits = self.cached_forward(levels, self._stack_groups(tokens, levels),
-                                     torch.arange(start, start + len(tokens), device=self.device))
+        logits = self._graphs.run(self, len(completed), tokens, start) if static else None
+        if logits is None:  # eager (or past the static path's layout cap)
+            levels = self.row_levels(tokens)
+            logits = self.cached_forward(levels, self._stack_groups(tokens, levels),
+                                         torch.arange(start, start + len(tokens), device=self.device))
         # In-flight rows were written past the completed prefix; the position-based mask never reads a slot
         # before it is rewritten, so keeping only the prefix is bookkeeping.
         self.cache.length = start + len(completed)
