@@ -122,3 +122,16 @@ def test_spd_with_static_draft_matches_eager_draft(target):
     assert len(runs[0].logits) == len(runs[1].logits) and all(
         torch.equal(x, y) for x, y in zip(runs[0].logits, runs[1].logits))
 
+
+@pytest.mark.parametrize("draft", ["pdm", "replay"])
+def test_run_config_flag_reaches_the_pdm(target, draft):
+    from reference.runtime.config import RunConfig
+    from reference.runtime.parts import make_draft
+
+    def made(**kw):
+        cfg = RunConfig(method="spd", stages=2, model="random", prompts="-", out="-", draft=draft, **kw)
+        d = make_draft(cfg, target, lambda ids: [])
+        return d.inner if draft == "replay" else d
+
+    assert made()._graphs is None  # default off
+    assert made(draft_graphs=True)._graphs is not None
