@@ -16,7 +16,7 @@ import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 from safetensors.torch import load as st_load
@@ -28,6 +28,9 @@ from sim.io import atomic_write_bytes, atomic_write_json, read_json_with_format
 
 from .model import Block, KVCache, ModelConfig, RMSNorm, Transformer, attention_inputs
 from .spd_controller import DraftInput, TokenFeatures, stage_bounds
+
+if TYPE_CHECKING:
+    from .draft_graph import DraftGraphs
 
 CHECKPOINT_FORMAT = "spd-pdm/1"
 WEIGHTS_FILE, CONFIG_FILE = "pdm.safetensors", "pdm.json"
@@ -156,6 +159,11 @@ def frequent_vocab(token_ids: torch.Tensor | Sequence[int], size: int, vocab_siz
     return torch.sort(order).values
 
 
+def level_groups(levels: Sequence[int]) -> list[tuple[int, list[int]]]:
+    """Rows grouped by staircase level (levels ascending, rows in order): FC_j runs once per level, batched."""
+    return [(j, [k for k, lv in enumerate(levels) if lv == j]) for j in sorted(set(levels))]
+
+
 # ------------------------------------------------------------------------------------------- the PDM
 class PipelineDraftModule(nn.Module):
     """SPEC.md 1.2. Holds a reference to the frozen target (embedding rows for a tied head, final norm) without
@@ -195,6 +203,7 @@ class PipelineDraftModule(nn.Module):
         self.cache: KVCache | None = None
         self._tied_key: tuple | None = None
         self._tied_weight: torch.Tensor | None = None
+        self._graphs: DraftGraphs | None = None  # use_graphs(True)
 
     def _fc(self, d_in: int, d_out: int) -> nn.Module:
         r = self.config.agg_rank
@@ -264,13 +273,26 @@ class PipelineDraftModule(nn.Module):
             out = out.index_put((sel,), self._aggregate_level(j, [hidden[b][sel] for b in self.config.anchors[:j + 1]]))
         return out
 
+    def row_levels(self, tokens: Sequence[TokenFeatures]) -> tuple[int, ...]:
+        """The staircase level of each row: the anchors it reads are ``config.anchors[:level + 1]``."""
+        return tuple(anchor_level(self.config.anchors, t.layers_passed) for t in tokens)
+
     def rows_from_features(self, tokens: Sequence[TokenFeatures]) -> torch.Tensor:
         """Inference form: one row per token ``[T, d]``, in the given order, each from its own anchors."""
-        levels = [anchor_level(self.config.anchors, t.layers_passed) for t in tokens]
-        out: list[torch.Tensor | None] = [None] * len(tokens)
-        for j in sorted(set(levels)):
-            idx = [k for k, lv in enumerate(levels) if lv == j]
-            hs = [torch.stack([tokens[k].hidden[b].reshape(-1) for k in idx]) for b in self.config.anchors[:j + 1]]
+        levels = self.row_levels(tokens)
+        return self.rows_from_groups(levels, self._stack_groups(tokens, levels))
+
+    def _stack_groups(self, tokens: Sequence[TokenFeatures], levels: Sequence[int]) -> list[list[torch.Tensor]]:
+        """The eager inputs of ``rows_from_groups``: per level, each anchor's hidden states of its rows stacked."""
+        return [[torch.stack([tokens[k].hidden[b].reshape(-1) for k in idx]) for b in self.config.anchors[:j + 1]]
+                for j, idx in level_groups(levels)]
+
+    def rows_from_groups(self, levels: Sequence[int], groups: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
+        """Rows ``[T, d]`` from anchor inputs already batched per level: ``groups[i][a]`` is ``[rows, d]``, anchor
+        ``a``'s hidden states of the rows of the i-th ``level_groups(levels)`` entry. Shared by the eager path
+        (fresh stacks) and the static one (buffers filled in place), so both run the same ops in the same order."""
+        out: list[torch.Tensor | None] = [None] * len(levels)
+        for (j, idx), hs in zip(level_groups(levels), groups):
             g = self._aggregate_level(j, hs)
             for r, k in enumerate(idx):
                 out[k] = g[r]
@@ -328,20 +350,43 @@ class PipelineDraftModule(nn.Module):
     def propose(self, inp: DraftInput) -> torch.Tensor:
         """Rows: the tokens completed since the last call (appended to the cache for good), then the in-flight
         tokens at their depths (recomputed each cycle, dropped from the cache after)."""
-        return self._forward(inp.completed, inp.inflight)
+        return self._forward(inp.completed, inp.inflight, static=self._graphs is not None)
 
-    def _forward(self, completed: list[TokenFeatures], inflight: list[TokenFeatures]) -> torch.Tensor:
+    def use_graphs(self, enabled: bool = True, max_layouts: int = 64) -> "PipelineDraftModule":
+        """Opt-in: ``propose`` runs a static-shape forward per layout (rows completed, level of each row), from
+        static buffers, replayed from a CUDA graph captured on first use on CUDA (``reference.draft_graph``); on
+        CPU the same static path runs eagerly. Same math as the eager path. At most ``max_layouts`` layouts,
+        eager beyond. ``begin`` (the prompt's rows, any length) stays eager."""
+        from .draft_graph import DraftGraphs  # imports this module: only when asked for
+
+        self._graphs = DraftGraphs(self.device, max_layouts) if enabled else None
+        return self
+
+    def _forward(self, completed: list[TokenFeatures], inflight: list[TokenFeatures],
+                 static: bool = False) -> torch.Tensor:
         assert self.cache is not None, "begin() first"
         tokens = list(completed) + list(inflight)
         start = self.cache.length
         positions = [t.position for t in tokens]
         if positions != list(range(start, start + len(tokens))):
             raise RuntimeError(f"PDM rows at positions {positions} do not continue its cache of length {start}")
-        rows = self.rows_from_features(tokens).unsqueeze(0)
-        h = self.tower_forward(rows, torch.arange(start, start + len(tokens), device=self.device), self.cache)
+        logits = self._graphs.run(self, len(completed), tokens, start) if static else None
+        if logits is None:  # eager (or past the static path's layout cap)
+            levels = self.row_levels(tokens)
+            logits = self.cached_forward(levels, self._stack_groups(tokens, levels),
+                                         torch.arange(start, start + len(tokens), device=self.device))
         # In-flight rows were written past the completed prefix; the position-based mask never reads a slot
         # before it is rewritten, so keeping only the prefix is bookkeeping.
         self.cache.length = start + len(completed)
+        return logits
+
+    def cached_forward(self, levels: Sequence[int], groups: Sequence[Sequence[torch.Tensor]],
+                       positions: torch.Tensor) -> torch.Tensor:
+        """Rows (see ``rows_from_groups``) through the tower at ``positions [T]`` (a device tensor; K/V written
+        into ``self.cache`` there), then the head on the last row: logits ``[V_draft]``. No host syncs and no
+        shape that depends on values: the body a CUDA graph captures."""
+        rows = self.rows_from_groups(levels, groups).unsqueeze(0)
+        h = self.tower_forward(rows, positions, self.cache)
         return self.logits(h[0, -1])
 
     def crop(self, length: int) -> None:

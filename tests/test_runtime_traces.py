@@ -74,11 +74,14 @@ def test_durations_for_calibration(run_dir):
     for s in range(N):
         assert all(ms > 0 for ms in t.stage_forward_ms(s)) and t.stage_forward_ms(s)
     assert t.draft_ms() and t.verify_ms() and t.control_ms() and t.cycle_ms()
+    # Ranks are separate processes on a loaded 2-core machine: the aligned clocks agree to within the alignment's
+    # own uncertainty (sub-ms, see test_clock_offsets_recorded_for_every_rank), so allow that much below zero.
+    slack_ms = 1.0
     for link in ("1->2", "2->3", "3->0"):
         hops = t.hop_ms(link)
-        assert hops and all(h >= 0 for h in hops), link
+        assert hops and all(h >= -slack_ms for h in hops), link
     # events are on one aligned time line: every hop's receive ends after its send started
-    assert all(h.recv.t1_ns >= h.send.t0_ns for h in t.hops())
+    assert all(h.recv.t1_ns >= h.send.t0_ns - slack_ms * 1e6 for h in t.hops())
     stats = t.stats()
     assert {"cycle", "draft", "verify", "hop", "stage0_forward"} <= set(stats)
 

@@ -54,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "process, stage 1 on a second CUDA stream)")
     p.add_argument("--draft-vocab", type=int, default=0,
                    help="untrained/replay PDM: draft head over K token ids, as trained drafts have (0 = full)")
+    p.add_argument("--draft-graphs", action="store_true",
+                   help="replay the draft forward from CUDA graphs captured per in-flight layout; CUDA only")
     p.add_argument("--stop-at-eos", action="store_true", help="stop at the model's EOS (default: exactly M tokens)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up generations")
     p.add_argument("--check-lossless", action="store_true",
@@ -80,7 +82,8 @@ def config_from_args(args: argparse.Namespace) -> "RunConfig":
                      draft_layers=args.draft_layers, seed=args.seed, dtype=args.dtype, trace=args.trace,
                      cuda_graphs=not args.no_cuda_graphs, timeout_s=args.timeout_s, max_seq_len=args.max_seq_len,
                      ignore_eos=not args.stop_at_eos, warmup=args.warmup, check_lossless=args.check_lossless, stage_split=split,
-                     separate_controller=args.separate_controller, kernels=args.kernels, draft_vocab=args.draft_vocab)
+                     separate_controller=args.separate_controller, kernels=args.kernels, draft_vocab=args.draft_vocab,
+                     draft_graphs=args.draft_graphs)
 
 
 def prepare(args: argparse.Namespace):

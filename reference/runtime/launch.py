@@ -57,6 +57,16 @@ def spawn_local(config_path: Path, world_size: int, log_dir: Path, threads_per_r
                 labels: list[str] | None = None) -> LaunchResult:
     """Run every process locally and wait; on any failure every process is gone before this returns.
     ``labels[p]`` names what process p hosts in error messages (default "rank p")."""
+    for attempt in range(3):
+        res = _spawn_once(config_path, world_size, log_dir, threads_per_rank, env_extra, poll_s, labels)
+        # free_port() can race with another program taking the port before rank 0 listens: try another one
+        if res.returncode == 0 or "EADDRINUSE" not in res.message:
+            return res
+    return res
+
+
+def _spawn_once(config_path: Path, world_size: int, log_dir: Path, threads_per_rank: int | None,
+                env_extra: dict[str, str] | None, poll_s: float, labels: list[str] | None) -> LaunchResult:
     log_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     procs: list[subprocess.Popen] = []

@@ -81,6 +81,8 @@ def make_draft(cfg: RunConfig, target: Transformer, reference_for):
         ids = torch.arange(vocab, device=target.device) if vocab else None
         pdm = PipelineDraftModule(target, pdm_cfg, ids, seed=cfg.seed)
     pdm.eval().requires_grad_(False)
+    if cfg.draft_graphs:  # the replay draft's inner PDM too: its forward is the cost it stands for
+        pdm.use_graphs(True)
     if cfg.draft == "replay":
         return ReplayDraft(cfg.alpha, reference_for, target.config.vocab_size, seed=cfg.seed, inner=pdm)
     return pdm

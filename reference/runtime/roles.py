@@ -285,7 +285,8 @@ def _header(cfg: RunConfig, model, plan, parts: list[dict], comm: Comm | None) -
             "stage_layers": [list(b) for b in plan.bounds], "anchors": list(plan.anchors),
             "draft": ({"source": cfg.draft, "alpha": cfg.alpha if cfg.draft == "replay" else None,
                        "checkpoint": cfg.draft_checkpoint, "layers": cfg.draft_layers,
-                       "vocab": (min(cfg.draft_vocab, c.vocab_size) or None) if not cfg.draft_checkpoint else None}
+                       "vocab": (min(cfg.draft_vocab, c.vocab_size) or None) if not cfg.draft_checkpoint else None,
+                       "graphs": cfg.draft_graphs}
                       if cfg.method == "spd" else None),
             "temperature": cfg.temperature, "seed": cfg.seed, "max_new_tokens": cfg.max_new_tokens,
             "trace_level": cfg.trace, "cuda_graphs": cfg.cuda_graphs and cfg.device == "cuda",
