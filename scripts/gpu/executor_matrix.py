@@ -103,9 +103,14 @@ def build_matrix(smoke: bool, gpus: int) -> list[Spec]:
     sep, comp = ("--separate-controller",), ("--kernels", "compiled")
     # Headline (trace level cycle): the default runtime (controller hosts stage 1; fused kernels), what a
     # separate controller process costs, and the compiled kernels on both sides of the speedup.
+    gr = ("--draft-graphs",)
     m += [Spec("qwen3-4b_ar_cycle", q4, "ar", 1, "0", trace="cycle", group="headline"),
           Spec("qwen3-4b_spd2_a1.0_cycle", q4, "spd", 2, pl2, 1.0, "cycle", "headline", extra=dv),
           Spec("qwen3-4b_spd2_a0.8_cycle", q4, "spd", 2, pl2, 0.8, "cycle", "headline", extra=dv),
+          # the draft forward replayed from CUDA graphs (opt-in until measured; docs/perf-notes.md)
+          Spec("qwen3-4b_spd2_a1.0_cycle_draftgraphs", q4, "spd", 2, pl2, 1.0, "cycle", "headline", extra=dv + gr),
+          Spec("qwen3-4b_spd2_a0.8_cycle_draftgraphs", q4, "spd", 2, pl2, 0.8, "cycle", "headline", extra=dv + gr),
+          Spec("qwen3-4b_spd2_a0.8_draftgraphs", q4, "spd", 2, pl2, 0.8, "full", "headline", extra=dv + gr),
           Spec("qwen3-4b_spd2_a1.0_cycle_separate", q4, "spd", 2, pl2, 1.0, "cycle", "headline", extra=dv + sep),
           Spec("qwen3-4b_ar_cycle_compiled", q4, "ar", 1, "0", trace="cycle", group="headline", extra=comp),
           Spec("qwen3-4b_spd2_a1.0_cycle_compiled", q4, "spd", 2, pl2, 1.0, "cycle", "headline", extra=dv + comp),

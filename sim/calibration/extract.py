@@ -119,15 +119,19 @@ class RunMeasurement:
     # in its process. Timings of different variants are not interchangeable: profiles fit one variant.
     kernels: str = "reference"  # traces written before the header had the field ran the reference kernels
     controller: str = "separate"  # separate | shared (stage 1 in the controller's process)
+    draft_graphs: bool = False  # the draft forward replayed from CUDA graphs (--draft-graphs)
 
     @property
     def runtime(self) -> str:
-        return f"kernels={self.kernels}" + ("" if self.method == "ar" else f" controller={self.controller}")
+        if self.method == "ar":
+            return f"kernels={self.kernels}"
+        return f"kernels={self.kernels} controller={self.controller}" + (" draft-graphs" if self.draft_graphs else "")
 
     def same_variant(self, other: "RunMeasurement") -> bool:
-        """Same kernels and, between two pipeline runs, the same controller placement (AR has no controller)."""
-        return self.kernels == other.kernels and (
-            "ar" in (self.method, other.method) or self.controller == other.controller)
+        """Same kernels and, between two pipeline runs, the same controller placement and draft execution
+        (AR has neither)."""
+        return self.kernels == other.kernels and ("ar" in (self.method, other.method) or (
+            self.controller == other.controller and self.draft_graphs == other.draft_graphs))
 
     @property
     def fittable(self) -> bool:
@@ -169,8 +173,8 @@ class RunMeasurement:
         draft = f" {self.draft_source} Ls={self.draft_layers}" + (f" a={self.alpha:g}" if self.alpha is not None else "") \
             if self.method == "spd" else ""
         separate = self.method != "ar" and self.controller == "separate"
-        variant = "" if self.kernels == "fused" and not separate else \
-            f" [{self.kernels}{', separate' if separate else ''}]"
+        variant = "" if self.kernels == "fused" and not separate and not self.draft_graphs else \
+            f" [{self.kernels}{', separate' if separate else ''}{', draft graphs' if self.draft_graphs else ''}]"
         return f"{self.shape.name} {self.method} n={self.n}{draft}{variant}"
 
 
@@ -213,6 +217,7 @@ def measure_trace(tr: Trace, require_full: bool = True) -> RunMeasurement:
         prompts=[PromptRun(p.N - 1, tuple(int(a) for a in p.accepts), _ms(p.decode_ns)) for p in tr.prompts if p.N >= 2],
         trace_level=str(level), kernels=str(h.get("kernels") or "reference"),
         controller="shared" if str(h.get("controller_process", "separate")).startswith("shared") else "separate",
+        draft_graphs=bool(draft.get("graphs")) if tr.method == "spd" else False,
     )
     if m.method == "ar":
         m.ar_step_ms = [p.decode_ms / p.tokens for p in m.prompts if p.tokens > 0]

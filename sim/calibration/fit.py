@@ -163,10 +163,10 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
     if not runs:
         raise InputError("calibrate: no runs given")
     pipe = [r for r in runs if r.method != "ar"]
-    variants = sorted({r.kernels for r in runs}) + sorted({r.controller for r in pipe})
-    if len({r.kernels for r in runs}) > 1 or len({r.controller for r in pipe}) > 1:
-        raise InputError(f"calibrate: the runs mix executor variants ({', '.join(variants)}): a profile describes "
-                         "one (kernels, controller process); calibrate each variant's runs separately")
+    variants = sorted({r.runtime for r in runs})
+    if any(not a.same_variant(b) for a in runs for b in runs):
+        raise InputError(f"calibrate: the runs mix executor variants ({'; '.join(variants)}): a profile describes "
+                         "one (kernels, controller process, draft graphs); calibrate each variant's runs separately")
     stage = fit_stage(pipe)
     notes = list(notes or [])
 
