@@ -102,3 +102,29 @@ def test_smollm2_spd_matches_reference_greedy(tmp_path):
         assert got == case["greedy_ids"][:m]
     texts = [json.loads(line)["text"] for line in (out / "outputs.jsonl").read_text().splitlines()]
     assert all(isinstance(t, str) and t for t in texts)
+
+
+def test_trained_pdm_distributed_matches_local_engine(tmp_path):
+    """The distributed executor hands the draft the same features as the in-process engine: with the committed
+    trained PDM (n=2) on the real default model, both commit the same tokens with the same accept/reject
+    sequence (a controller that kept views of a reused receive buffer once fed the draft stale anchors)."""
+    from reference.draft import PipelineDraftModule
+    from reference.loaders import load_model
+    from reference.local_engine import LocalEngine
+
+    ckpt = Path(__file__).parents[1] / "reference" / "checkpoints" / "smollm2-pdm-n2"
+    cases = REF["cases"][:2]
+    m = 24
+    out = _run(tmp_path, "trained", "--method", "spd", "--stages", "2", "--draft", "pdm", "--draft-checkpoint",
+               str(ckpt), "--max-new-tokens", str(m), "--trace", "cycle", model="smollm2",
+               prompts=[c["prompt_ids"] for c in cases])
+    msl = json.loads((out / "config.json").read_text())["config"]["max_seq_len"]
+    model, _ = load_model("smollm2", "cpu", "float32", max_seq_len=msl)  # the run's cache size: same reductions
+    engine = LocalEngine(model, 2)
+    pdm = PipelineDraftModule.load(ckpt, model).eval()
+    t = load_trace(out)
+    for case, got, prompt in zip(cases, _tokens(out), t.prompts):
+        local = engine.generate_spd(case["prompt_ids"], pdm, m).result
+        assert got == local.tokens
+        assert list(prompt.accepts) == list(local.accepts) and prompt.K == local.cycles
+        assert any(local.accepts)  # a trained draft: some drafts are accepted
