@@ -121,3 +121,17 @@ def test_training_data_shards_load_as_one_set(tmp_path):
     for bad in ("2/2", "x", "1/0"):
         with pytest.raises(InputError):
             _parse_shard(bad)
+
+
+def test_continued_training_keeps_the_checkpoints_vocabulary():
+    """A later training call (fresh machine, data generated again) continues the committed drafters with their
+    own draft vocabulary, so the warm start applies."""
+    from pathlib import Path
+
+    from reference.commands.train_draft import _checkpoint_vocab
+
+    ckpts = Path(__file__).parents[1] / "reference" / "checkpoints"
+    ids = _checkpoint_vocab(ckpts, "smollm2", 16384)
+    assert ids is not None and ids.numel() == 16384 and bool((ids[1:] > ids[:-1]).all())
+    assert _checkpoint_vocab(ckpts, "smollm2", 1000) is None
+    assert _checkpoint_vocab(ckpts, "no-such-prefix", 16384) is None

@@ -100,8 +100,12 @@ def run(args: argparse.Namespace) -> int:
     if args.draft_vocab:
         if not 1 <= args.draft_vocab <= V:
             raise InputError(f"--draft-vocab: must be in [1, {V}] or 0 for the full vocabulary")
-        counts = data.vocab_counts(V)
-        vocab = frequent_vocab(torch.repeat_interleave(torch.arange(V), counts), args.draft_vocab, V)
+        vocab = _checkpoint_vocab(Path(args.out_dir), args.prefix, args.draft_vocab)
+        if vocab is None:
+            counts = data.vocab_counts(V)
+            vocab = frequent_vocab(torch.repeat_interleave(torch.arange(V), counts), args.draft_vocab, V)
+        else:  # continuing earlier checkpoints (a later GPU call, fresh data): keep their vocabulary
+            print(f"draft vocabulary: {vocab.numel()} ids from the existing checkpoints in {args.out_dir}")
     dims = DraftDims(args.tower_layers, args.tower_heads, args.tower_kv_heads, args.tower_ffn,
                      args.agg_rank or None, args.draft_vocab or None)
     jobs = []  # (name, method, config)
@@ -145,6 +149,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name}: {summary.steps} steps in {summary.wall_s:.0f} s ({summary.stopped_by}); train loss "
               f"{summary.final_loss:.3f} top1 {summary.final_top1:.3f}; held-out loss {val['loss']:.3f} top1 {val['top1']:.3f}")
     return 0
+
+
+def _checkpoint_vocab(out_dir: Path, prefix: str, size: int):
+    """The draft vocabulary of existing checkpoints ``OUT_DIR/<prefix>-*`` when they have one of ``size`` ids
+    (all drafters of one training share it), else None: continuing them keeps their heads' rows meaning the
+    same tokens even when the data was generated again."""
+    from safetensors import safe_open
+
+    from ..draft import WEIGHTS_FILE
+
+    for f in sorted(out_dir.glob(f"{prefix}-*/{WEIGHTS_FILE}")):
+        try:
+            with safe_open(str(f), framework="pt") as st:
+                if "vocab_ids" in st.keys():
+                    ids = st.get_tensor("vocab_ids")
+                    if ids.numel() == size:
+                        return ids.long()
+        except Exception:  # an unreadable file is the warm start's to report; fall back to the data
+            continue
+    return None
 
 
 def _warm_start(pdm, ckpt_dir: Path, state_dir: Path) -> dict | None:
