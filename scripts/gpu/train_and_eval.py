@@ -7,7 +7,8 @@
       rest, minus a packing margin; drafters dealt out over the GPUs) -> $OUT/ckpt-*.tar (each <= 15 MiB;
       extract into reference/checkpoints/), $OUT/data*.json (provenance; the .safetensors data stays on the
       machine under --work, reusable with --data A,B while it is held), $OUT/train.log. Rerunning with --data
-      and --resume-tar OUT_TARS continues training.
+      and --resume-tar OUT_TARS, or on a fresh machine with --warm-from reference/checkpoints, continues
+      training (same weights and draft vocabulary, fresh optimizer).
   python scripts/gpu/train_and_eval.py eval --model /var/tmp/model/smol.gguf --budget-s 540 [--gpus 2]
       eval-acceptance on all prompts at T=0 and T=1 (one temperature per GPU) for every checkpoint in
       --checkpoints -> $OUT/acceptance.json + acceptance.md; an fp32 engine cross-check on 2 prompts; then the
@@ -123,6 +124,12 @@ def train(a: argparse.Namespace, out: Path, log: Path) -> int:
     for tar in a.resume_tar or []:
         with tarfile.open(tar) as t:
             t.extractall(work / "ckpt", filter="data")
+    if a.warm_from:  # e.g. reference/checkpoints: continue the committed drafters (weights + vocabulary)
+        import shutil
+
+        for d in sorted(Path(a.warm_from).iterdir()):
+            if d.is_dir() and not (work / "ckpt" / d.name).exists():
+                shutil.copytree(d, work / "ckpt" / d.name)
     left = a.budget_s - (time.time() - t0) - 60  # packing + model load margin
     stages = [x for x in (a.stages + ("," + a.extra_stages if a.extra_stages else "")).split(",") if x]
     # Drafters dealt out over the GPUs (SPD depths round-robin, chain on the first, PPSD on the last): every
@@ -210,6 +217,7 @@ def main() -> int:
     p.add_argument("--work", default="/var/tmp/spd-train")
     p.add_argument("--data", default=None, help="existing training data, comma-separated parts (skips generation)")
     p.add_argument("--resume-tar", action="append", help="ckpt-*.tar of an earlier call (resume states are not kept)")
+    p.add_argument("--warm-from", default=None, help="checkpoint directories to continue (e.g. reference/checkpoints)")
     p.add_argument("--stages", default="2,3,4,6")
     p.add_argument("--extra-stages", default="", help="e.g. 8,10 when the budget allows")
     p.add_argument("--ppsd-stages", default="4")
