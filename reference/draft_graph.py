@@ -119,10 +119,18 @@ class DraftGraphs:
             graph = torch.cuda.CUDAGraph()
             # thread_local: in the runtime a stage runs in another thread of this process on its own stream and
             # keeps launching (and syncing) while the draft captures; the default "global" mode would turn
-            # those calls into capture errors. Our own capture stream: torch.cuda.graph's default one is shared
-            # by every capture in the process.
-            with torch.cuda.graph(graph, pool=self._pool, stream=side, capture_error_mode="thread_local"):
-                lay.out = lay.compute(pdm)
+            # those calls into capture errors. capture_begin/end rather than torch.cuda.graph(): that context
+            # synchronises the whole device and empties the cache on entry, and mid-run a device-wide sync
+            # waits for the stage thread's NCCL send (docs/executor.md, "Ranks and processes"). Our own capture
+            # stream: torch.cuda.graph's default one is shared by every capture in the process.
+            side.wait_stream(current)  # the inputs this call loaded on the current stream
+            with torch.cuda.stream(side):
+                graph.capture_begin(pool=self._pool, capture_error_mode="thread_local")
+                try:
+                    lay.out = lay.compute(pdm)
+                finally:
+                    graph.capture_end()
+            current.wait_stream(side)
             if self._pool is None:
                 self._pool = graph.pool()
             lay.graph = graph
