@@ -109,5 +109,9 @@ def markdown(doc: dict[str, Any]) -> str:
                 pp = s.get("per_position_alpha") or [None] * r["steps"]
                 lines.append(f"| {d} | " + " | ".join(_f(x) for x in pp)
                              + f" | {_f(s.get('tau_pooled'), 2)} | {_f(s.get('theoretical_speedup'), 2)}x |")
+            # how many drafts each position's acceptance rests on: deep positions are reached rarely
+            nv = r["summary"].get("overall", {}).get("per_position_verified") or []
+            if nv:
+                lines.append("| drafts verified (overall) | " + " | ".join(str(x) for x in nv) + " | | |")
         lines.append("")
     return "\n".join(lines)
