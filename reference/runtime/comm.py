@@ -255,35 +255,25 @@ class Comm:
         except RuntimeError as exc:
             raise PeerError(f"send to rank {dst} failed: {_short(exc)}") from None
 
-    def recv_ints(self, n: int, src: int, what: str = "control message") -> torch.Tensor:
+    def recv_ints(self, n: int, src: int, what: str = "control message", dtype: torch.dtype = torch.int64
+                  ) -> torch.Tensor:
         if self.local(src):
             got = self.loop.get(src, self.rank, self.timeout_s, what)[0]
             if got.numel() != n:
                 raise PeerError(f"protocol: {what} from rank {src} has {got.numel()} values, expected {n}")
             return got
-        out = torch.empty(n, dtype=torch.int64)
+        out = torch.empty(n, dtype=dtype)
         self._wait(dist.irecv(out, self.procs[src], **self._dist_args(src)), f"{what} from rank {src}")
         return out
 
     def send_bytes(self, data: bytes, dst: int) -> None:
         """A blob over the control plane (trace gathering): its length, then the bytes."""
         self.send_ints(torch.tensor([len(data)], dtype=torch.int64), dst)
-        buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        if self.local(dst):
-            self.loop.put(self.rank, dst, (buf, None))
-            return
-        try:
-            dist.send(buf, self.procs[dst], **self._dist_args(dst))
-        except RuntimeError as exc:
-            raise PeerError(f"send to rank {dst} failed: {_short(exc)}") from None
+        self.send_ints(torch.frombuffer(bytearray(data), dtype=torch.uint8), dst)
 
     def recv_bytes(self, src: int, what: str) -> bytes:
         size = int(self.recv_ints(1, src, f"{what} size")[0])
-        if self.local(src):
-            return bytes(self.loop.get(src, self.rank, self.timeout_s, what)[0].numpy())
-        buf = torch.empty(size, dtype=torch.uint8)
-        self._wait(dist.irecv(buf, self.procs[src], **self._dist_args(src)), f"{what} from rank {src}")
-        return bytes(buf.numpy())
+        return bytes(self.recv_ints(size, src, what, dtype=torch.uint8).numpy())
 
     def broadcast(self, wire: Wire, n: int) -> None:
         """Rank 0 -> every stage (ranks 1..n), posted without waiting (see ``send``)."""

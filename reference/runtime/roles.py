@@ -1,12 +1,12 @@
 """The body of a rank: set-up, the role's loop, trace gathering, and (rank 0) writing the run directory."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
 
 import torch
@@ -19,10 +19,11 @@ from . import clock
 from .comm import Comm, PeerError
 from .config import RunConfig
 from .controller import ControllerRank, PromptResult
-from .launch import ERROR_MARK, INPUT_ERROR_EXIT, PEER_ERROR_EXIT, Watchdog
+from .launch import Watchdog
 from .output import summary_line, write_run
 from .parts import keep_only, load_target, make_draft, make_plan, plan_anchors
 from .tracing import Recorder, device_name, environment, host_info
+from .worker import one_line, report_failure
 
 
 _SETUP_LOCK = threading.Lock()  # ranks of one process load and capture CUDA graphs one at a time
@@ -75,14 +76,12 @@ def run_role(cfg: RunConfig, proc: int, nproc: int, prompts: list[dict], wd: Wat
         # No group teardown here: a hosted thread may still be inside a collective call; the worker exits
         # the process without interpreter teardown on failure.
         if comm.loop is not None:
-            comm.loop.fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            comm.loop.fail(one_line(exc))
         raise
     for h in hosted:
         h.join(cfg.timeout_s + 10)
-        if h.is_alive():
+        if h.is_alive():  # (a thread that failed has already ended the process)
             raise PeerError(f"rank {h.comm.rank} (same process) did not finish within {cfg.timeout_s + 10:g} s")
-        if h.error is not None:
-            raise h.error
     comm.close()
 
 
@@ -92,30 +91,19 @@ class _HostedRank(threading.Thread):
     def __init__(self, cfg: RunConfig, comm: Comm, prompts: list[dict]) -> None:
         super().__init__(name=f"spd-rank{comm.rank}", daemon=True)
         self.cfg, self.comm, self.prompts = cfg, comm, prompts
-        self.error: BaseException | None = None
 
     def run(self) -> None:
+        dev = self.comm.device
         try:
-            dev = self.comm.device
             if dev.type == "cuda":
                 torch.cuda.set_device(dev)
-                with torch.cuda.stream(torch.cuda.Stream(dev)):
-                    _run_rank(self.cfg, self.comm, self.prompts, _QuietWatchdog(), stream_clock=True)
-            else:
+            with torch.cuda.stream(torch.cuda.Stream(dev)) if dev.type == "cuda" else contextlib.nullcontext():
                 _run_rank(self.cfg, self.comm, self.prompts, _QuietWatchdog(), stream_clock=True)
-        except BaseException as exc:  # end the whole process now: the launcher then stops every other one
-            self.error = exc
-            self.comm.loop.fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-            if not isinstance(exc, (InputError, PeerError)):
-                traceback.print_exc()
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            msg = first if isinstance(exc, InputError) else f"rank {self.comm.rank}: {type(exc).__name__}: {first}" \
-                if not isinstance(exc, PeerError) else f"rank {self.comm.rank}: {first}"
-            sys.stderr.write(f"{ERROR_MARK} {msg}\n")
-            sys.stderr.flush()
+        except Exception as exc:  # end the whole process now: the launcher then stops every other one
+            self.comm.loop.fail(one_line(exc))
+            code = report_failure(exc, f"rank {self.comm.rank}")
             sys.stdout.flush()
-            os._exit(INPUT_ERROR_EXIT if isinstance(exc, InputError) else PEER_ERROR_EXIT
-                     if isinstance(exc, PeerError) else 1)
+            os._exit(code)
 
 
 def _run_rank(cfg: RunConfig, comm: Comm, prompts: list[dict], wd, stream_clock: bool) -> None:

@@ -33,18 +33,29 @@ def run_rank(cfg: RunConfig, rank: int, world_size: int, prompts: list[dict]) ->
 
         run_role(cfg, rank, world_size, prompts, wd)
         return 0
-    except InputError as exc:
-        _last_words(f"{exc}")
-        return INPUT_ERROR_EXIT
-    except PeerError as exc:
-        _last_words(f"{me}: {exc}")
-        return PEER_ERROR_EXIT
-    except Exception as exc:  # a bug: keep the traceback in the rank's log, one line for the launcher
-        traceback.print_exc()
-        _last_words(f"{me}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-        return 1
+    except Exception as exc:
+        return report_failure(exc, me)
     finally:
         wd.stop()
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def report_failure(exc: Exception, who: str) -> int:
+    """The one line the launcher reads for a failed rank (``who``: what failed), and the exit status: bad input
+    (the message alone), a peer's failure seen here, or a bug (traceback kept in the log)."""
+    if isinstance(exc, InputError):
+        _last_words(f"{exc}")
+        return INPUT_ERROR_EXIT
+    if isinstance(exc, PeerError):
+        _last_words(f"{who}: {exc}")
+        return PEER_ERROR_EXIT
+    traceback.print_exc()
+    _last_words(f"{who}: {one_line(exc)}")
+    return 1
 
 
 def _last_words(msg: str) -> None:
