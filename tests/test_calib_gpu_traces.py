@@ -58,3 +58,16 @@ def test_executor_variants_are_kept_apart():
     with pytest.raises(InputError, match="mix executor variants"):
         fit_profile([ar_fused, ar_comp])
     assert measured_ar_tokens_per_s(runs, spd_comp) == pytest.approx(ar_comp.tokens_per_s)
+
+
+@pytest.mark.skipif(not (NEW / "qwen3-4b_spd2_a0.8").is_dir(), reason="committed GPU traces not present")
+def test_ar_run_is_predicted_beside_pipeline_runs_of_two_variants():
+    """An AR run has no controller variant; with pipeline runs of two variants in the set, its profile is fitted
+    on one of them (a profile never mixes them) and the run is still predicted."""
+    import dataclasses
+
+    ar, spd1, spd08 = load_runs([str(NEW / n) for n in ("qwen3-4b_ar", "qwen3-4b_spd2_a1.0", "qwen3-4b_spd2_a0.8")])
+    spd08 = dataclasses.replace(spd08, controller="separate")
+    preds = validate_runs([ar, spd1, spd08])
+    assert preds[0].method == "ar" and preds[0].predicted_tokens_per_s is not None, preds[0].notes
+    assert preds[0].trained_on == 1

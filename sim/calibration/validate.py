@@ -106,6 +106,18 @@ def measured_ar_tokens_per_s(runs: list[RunMeasurement], run: RunMeasurement) ->
     return 1000.0 * tok / ms if ms > 0 else None
 
 
+def _fit_set(runs: list[RunMeasurement], run: RunMeasurement) -> list[RunMeasurement]:
+    """The fittable runs of the other configurations of ``run``'s executor variant. An AR run has no controller
+    placement or draft execution, but a profile describes one: it takes the pipeline runs of its kernels' most
+    common variant (ties: the first in sorted order)."""
+    others = [r for r in runs if r.config_key != run.config_key and r.fittable and r.same_variant(run)]
+    pipe = [r.runtime for r in others if r.method != "ar"]
+    if run.method == "ar" and pipe:
+        common = max(sorted(set(pipe)), key=pipe.count)
+        others = [r for r in others if r.method == "ar" or r.runtime == common]
+    return others
+
+
 def validate_runs(runs: list[RunMeasurement], profile: Profile | None = None, seed: int = 0,
                   spread: str = "lognormal") -> list[RunPrediction]:
     """``profile`` None: leave-one-configuration-out (a profile per held-out configuration)."""
@@ -118,15 +130,15 @@ def validate_runs(runs: list[RunMeasurement], profile: Profile | None = None, se
         if profile is not None:
             prof, trained = profile, len(profile.source.get("traces", []))
         else:
-            if key not in fitted:  # fitted on the other configurations of the same executor variant
-                others = [r for r in runs if r.config_key != key and r.fittable and r.same_variant(run)]
+            others = _fit_set(runs, run)
+            if key not in fitted:
                 try:
                     fitted[key] = fit_profile(others) if any(r.method != "ar" for r in others) else \
                         "no pipeline run among the other configurations"
                 except InputError as exc:
                     fitted[key] = str(exc)
             prof = fitted[key]
-            trained = sum(1 for r in runs if r.config_key != key and r.fittable and r.same_variant(run))
+            trained = len(others)
         rp = RunPrediction(run.label, key, run.path, run.method, run.n, run.tokens_per_s, trained_on=trained)
         if isinstance(prof, str):
             rp.notes.append(f"not predicted: {prof}")
