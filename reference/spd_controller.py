@@ -178,6 +178,10 @@ class CycleOutputs:
     something; stages whose collect set is empty may be omitted)."""
 
     stages: list[StageOutput] = field(default_factory=list)
+    # The target's float32 logits [V] for the token that finished this cycle, when the caller computed them
+    # early from the last stage's hidden state (the runtime launches the head while other stages' outputs are
+    # still in transit); None: end_cycle computes them. Same function, same input: bit-identical either way.
+    final_logits: torch.Tensor | None = None
 
 
 class TargetHead(Protocol):
@@ -391,13 +395,14 @@ class SPDController:
         n, L = self.plan.n, self.plan.num_layers
         self._pending_kind, self._crop = ControlKind.GO, -1
         if len(self.pipeline) < n:
+            if out.final_logits is not None:
+                raise RuntimeError(f"cycle {self.cycles}: final logits given, but no token finished")
             return self._insert_draft("fill", ())
         finished = self.pipeline.pop()  # depth n: passed every stage
         self._completed.append(TokenFeatures(finished.token, finished.position, L,
                                              {i: finished.hidden[i] for i in self.plan.anchors}))
         draft = self.pipeline[-1]       # depth n-1: the draft that follows the finished token
-        with torch.no_grad():
-            logits = self.head.final_logits(finished.hidden[L].reshape(1, 1, -1))[0, 0]
+        logits = out.final_logits if out.final_logits is not None else self.final_logits(finished.hidden[L])
         res = self.verifier.verify(logits, draft.token, draft.q)
         self.accepts.append(res.accepted)
         if res.accepted:
@@ -415,6 +420,11 @@ class SPDController:
             self.draft.crop(crop)
             self._pending_kind, self._crop = ControlKind.DISCARD, crop
         return self._record("reject", (res.token,), -1)
+
+    def final_logits(self, h_final: torch.Tensor) -> torch.Tensor:
+        """Final norm + LM head on the hidden state after layer L of one token: float32 logits ``[V]``."""
+        with torch.no_grad():
+            return self.head.final_logits(h_final.reshape(1, 1, -1))[0, 0]
 
     # ---- results
     @property

@@ -133,5 +133,6 @@ def test_run_config_flag_reaches_the_pdm(target, draft):
         d = make_draft(cfg, target, lambda ids: [])
         return d.inner if draft == "replay" else d
 
-    assert made()._graphs is None  # default off
-    assert made(draft_graphs=True)._graphs is not None
+    assert made()._graphs is None  # CPU: eager
+    assert made(device="cuda")._graphs is not None  # CUDA: replayed whenever the stages' steps are
+    assert made(device="cuda", cuda_graphs=False)._graphs is None

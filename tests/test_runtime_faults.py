@@ -131,7 +131,6 @@ def _bad(tmp_path: Path, capsys, *args: str, prompts=([5, 9, 12, 7],)) -> str:
     (["--model", "random:no-such-shape"], ([1, 2],), "unknown model shape"),
     (["--model", TINY % 128], ([1, 2, 500],), "outside the vocabulary"),
     (["--model", TINY % 128, "--draft", "replay", "--temperature", "0.7"], ([1, 2],), "replay"),
-    (["--model", TINY % 128, "--draft-graphs"], ([1, 2],), "--draft-graphs: needs --device cuda"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, prompts, needle):
     line = _bad(tmp_path, capsys, *args, prompts=prompts)

@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
     p.add_argument("--trace", default="full", choices=("full", "cycle"),
                    help="full: every op on every rank (syncs the GPU per op); cycle: per-cycle records only")
-    p.add_argument("--no-cuda-graphs", action="store_true", help="eager one-token steps on GPU")
+    p.add_argument("--no-cuda-graphs", action="store_true",
+                   help="eager one-token steps and draft forwards on GPU (default: both replayed from CUDA graphs)")
     p.add_argument("--max-seq-len", type=int, default=None,
                    help="KV-cache capacity (default: what the run needs, longest prompt + max new tokens + a margin, "
                         "rounded up to 128 and at most the model's: attention reads every slot)")
@@ -54,8 +55,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "process, stage 1 on a second CUDA stream)")
     p.add_argument("--draft-vocab", type=int, default=0,
                    help="untrained/replay PDM: draft head over K token ids, as trained drafts have (0 = full)")
-    p.add_argument("--draft-graphs", action="store_true",
-                   help="replay the draft forward from CUDA graphs captured per in-flight layout; CUDA only")
     p.add_argument("--stop-at-eos", action="store_true", help="stop at the model's EOS (default: exactly M tokens)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up generations")
     p.add_argument("--check-lossless", action="store_true",
@@ -82,8 +81,7 @@ def config_from_args(args: argparse.Namespace) -> "RunConfig":
                      draft_layers=args.draft_layers, seed=args.seed, dtype=args.dtype, trace=args.trace,
                      cuda_graphs=not args.no_cuda_graphs, timeout_s=args.timeout_s, max_seq_len=args.max_seq_len,
                      ignore_eos=not args.stop_at_eos, warmup=args.warmup, check_lossless=args.check_lossless, stage_split=split,
-                     separate_controller=args.separate_controller, kernels=args.kernels, draft_vocab=args.draft_vocab,
-                     draft_graphs=args.draft_graphs)
+                     separate_controller=args.separate_controller, kernels=args.kernels, draft_vocab=args.draft_vocab)
 
 
 def prepare(args: argparse.Namespace):

@@ -5,8 +5,8 @@ stages' hidden states over torch.distributed and stamps trace records. AR throug
 loop here (one token traverses every stage, then the next token starts).
 
 Per SPD cycle on rank 0: build the control message, broadcast it, run the draft forward (it overlaps the
-stage forwards, which run in other processes), receive what the active stages collected, then verify and
-book-keep (``end_cycle``).
+stage forwards, which run in other processes or threads), receive what the active stages collected (the
+last stage first, launching the LM head on its output at once), then verify and book-keep (``end_cycle``).
 """
 from __future__ import annotations
 
@@ -108,13 +108,19 @@ class ControllerRank:
             t0 = rec.now()
             ctrl.run_draft()
             rec.add("draft", t0, rec.now())
-            outs = []
-            for s, pos in enumerate(msg.inflight):
-                if self.plan.stage_collect(s):
+            # The last stage first: when every stage is busy its output is the finished token's final hidden
+            # state, and the head (the bulk of verify) is launched on it while earlier stages' anchors are
+            # still in transit (stages send to rank 0 before they send downstream).
+            outs, final_logits = [], None
+            for s in reversed(range(len(msg.inflight))):
+                collect = self.plan.stage_collect(s)
+                if collect:
                     rows = self._recv_collect(s, 1)
-                    outs.append(StageOutput(s, pos, {i: rows[j] for j, i in enumerate(self.plan.stage_collect(s))}))
+                    outs.append(StageOutput(s, msg.inflight[s], {i: rows[j] for j, i in enumerate(collect)}))
+                    if s == self.n - 1:
+                        final_logits = ctrl.final_logits(rows[collect.index(self.plan.num_layers)])
             t0 = rec.now()
-            record = ctrl.end_cycle(CycleOutputs(outs))
+            record = ctrl.end_cycle(CycleOutputs(outs[::-1], final_logits))
             c1 = time.perf_counter_ns()
             rec.add("verify", t0, c1, event=record.event)
             rec.cycles.append({"prompt": prompt, "cycle": msg.cycle, "control": msg.kind.name,

@@ -53,13 +53,19 @@ class StageRank:
         self.rec.add("send", t0, self.rec.now(), peer=dst, link=link, seq=self.rec.next_seq(link), what=what,
                      bytes=t.numel() * t.element_size())
 
-    def _emit(self, out: torch.Tensor, hidden: dict[int, torch.Tensor]) -> None:
-        """Output to the next stage, collected hidden states (anchors; L on the last stage) to rank 0."""
-        if not self.last:
-            self._send(out, self.comm.rank + 1, "hidden")
+    def _emit(self, out: torch.Tensor, hidden: dict[int, torch.Tensor], downstream_first: bool = True) -> None:
+        """Output to the next stage, collected hidden states (anchors; L on the last stage) to rank 0.
+        In an SPD cycle rank 0 goes first (``downstream_first=False``): it needs the anchors to end this cycle,
+        while the next stage only reads our output at the start of the next one. In an AR step the next
+        stage is waiting for it."""
+        to_next = None if self.last else (out, self.comm.rank + 1, "hidden")
+        to_rank0 = None
         if self.collect:
             rows = torch.stack([hidden[i] for i in self.collect], dim=0)  # [k, ..., d]
-            self._send(rows, 0, "final" if self.last and len(self.collect) == 1 else "collect")
+            to_rank0 = (rows, 0, "final" if self.last and len(self.collect) == 1 else "collect")
+        for send in ((to_next, to_rank0) if downstream_first else (to_rank0, to_next)):
+            if send is not None:
+                self._send(*send)
 
     def _drain(self) -> None:
         if self.pending:
@@ -111,11 +117,11 @@ class StageRank:
         elif self.pending and self.s >= len(msg.inflight):
             raise PeerError(f"protocol: stage {self.s} idle in cycle {msg.cycle} with a hidden state in transit")
         if self.s < len(msg.inflight):
-            self._forward_one(msg.token, msg.inflight[self.s])
+            self._forward_one(msg.token, msg.inflight[self.s], downstream_first=False)
         # Stage s-1 worked this cycle: its output reaches us at the start of the next one.
         self.pending = self.s > 0 and self.s - 1 < len(msg.inflight)
 
-    def _forward_one(self, token: int, position: int) -> None:
+    def _forward_one(self, token: int, position: int, downstream_first: bool = True) -> None:
         if self.s == 0:
             self._tok.fill_(token)
             x = self._tok
@@ -125,4 +131,4 @@ class StageRank:
         t0 = self.rec.now()
         out, hidden = self.step.step(x, position)
         self.rec.add("forward", t0, self.rec.now(), position=position)
-        self._emit(out, hidden)
+        self._emit(out, hidden, downstream_first)

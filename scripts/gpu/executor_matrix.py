@@ -12,7 +12,8 @@ synthetic prompts (seeded token ids: the GPU machine needs no tokenizer), CUDA g
 1. Headline (qwen3-4b): AR on one GPU, SPD n=2 (controller and stage 1 on GPU 0 in one process, stage 1 on
    its own CUDA stream; stage 2 on GPU 1) with the replay draft at alpha 1.0 and 0.8, trace level ``cycle`` (no
    per-op synchronisation): wall-clock speedup over single-GPU AR and its ratio to the theoretical L_acc; the
-   same with separate controller/stage-1 processes, and with compiled kernels on both sides.
+   same with compiled kernels on both sides, with separate controller/stage-1 processes, and with an uneven
+   stage split.
 2. Calibration matrix (trace level ``full``): shapes smollm2-135m, qwen3-0.6b, qwen3-4b, llama-3.1-8b x
    {AR, AR pipeline n=2, SPD replay alpha 1.0/0.8/0.6 n=2}; n=3 and n=4 with several ranks per GPU; plus
    ``cycle``-level twins of some runs to measure what the instrumentation costs.
@@ -75,6 +76,11 @@ class Spec:
                 a += ["--draft-layers", str(self.draft_layers)]
         return a + list(self.extra)
 
+    @property
+    def kernels(self) -> str:
+        """The step kernels (``--kernels``; the CUDA default is fused): a speedup compares like with like."""
+        return self.extra[self.extra.index("--kernels") + 1] if "--kernels" in self.extra else "default"
+
 
 @dataclass
 class Outcome:
@@ -101,20 +107,19 @@ def build_matrix(smoke: bool, gpus: int) -> list[Spec]:
     q4, pl2 = "random:qwen3-4b", _placements(2, gpus)
     dv = ("--draft-vocab", str(DRAFT_VOCAB))
     sep, comp = ("--separate-controller",), ("--kernels", "compiled")
-    # Headline (trace level cycle): the default runtime (controller hosts stage 1; fused kernels), what a
-    # separate controller process costs, and the compiled kernels on both sides of the speedup.
-    gr = ("--draft-graphs",)
+    # Headline (trace level cycle): the default runtime (controller hosts stage 1; fused kernels; stage steps
+    # and draft forwards replayed from CUDA graphs), a full-trace twin for the breakdown, the compiled kernels
+    # on both sides of the speedup, a separate controller process, and an uneven split that gives stage 1
+    # (which shares GPU 0 with the draft) fewer layers.
     m += [Spec("qwen3-4b_ar_cycle", q4, "ar", 1, "0", trace="cycle", group="headline"),
           Spec("qwen3-4b_spd2_a1.0_cycle", q4, "spd", 2, pl2, 1.0, "cycle", "headline", extra=dv),
           Spec("qwen3-4b_spd2_a0.8_cycle", q4, "spd", 2, pl2, 0.8, "cycle", "headline", extra=dv),
-          # the draft forward replayed from CUDA graphs (opt-in until measured; docs/perf-notes.md)
-          Spec("qwen3-4b_spd2_a1.0_cycle_draftgraphs", q4, "spd", 2, pl2, 1.0, "cycle", "headline", extra=dv + gr),
-          Spec("qwen3-4b_spd2_a0.8_cycle_draftgraphs", q4, "spd", 2, pl2, 0.8, "cycle", "headline", extra=dv + gr),
-          Spec("qwen3-4b_spd2_a0.8_draftgraphs", q4, "spd", 2, pl2, 0.8, "full", "headline", extra=dv + gr),
-          Spec("qwen3-4b_spd2_a1.0_cycle_separate", q4, "spd", 2, pl2, 1.0, "cycle", "headline", extra=dv + sep),
           Spec("qwen3-4b_ar_cycle_compiled", q4, "ar", 1, "0", trace="cycle", group="headline", extra=comp),
           Spec("qwen3-4b_spd2_a1.0_cycle_compiled", q4, "spd", 2, pl2, 1.0, "cycle", "headline", extra=dv + comp),
           Spec("qwen3-4b_spd2_a0.8_cycle_compiled", q4, "spd", 2, pl2, 0.8, "cycle", "headline", extra=dv + comp),
+          Spec("qwen3-4b_spd2_a1.0_cycle_split17-19", q4, "spd", 2, pl2, 1.0, "cycle", "headline",
+               extra=dv + ("--stage-split", "17,19")),
+          Spec("qwen3-4b_spd2_a1.0_cycle_separate", q4, "spd", 2, pl2, 1.0, "cycle", "headline", extra=dv + sep),
           Spec("qwen3-4b_arp2_cycle", q4, "ar_pipeline", 2, pl2, trace="cycle", group="headline")]
     shapes = ["smollm2-135m", "qwen3-4b", "llama-3.1-8b", "qwen3-0.6b"]
     for sh in shapes:  # n = 2 on two GPUs, fully traced
@@ -254,9 +259,9 @@ def roofline_ms(shape: str) -> float | None:
 
 def table(outcomes: list[Outcome]) -> tuple[str, list[dict]]:
     base = {}
-    for o in outcomes:  # single-device AR with the same trace level is each shape's denominator
+    for o in outcomes:  # single-device AR with the same trace level and kernels is each shape's denominator
         if o.ok and o.spec.method == "ar":
-            base[(o.spec.shape, o.spec.trace)] = o.summary["decode_tokens_per_s"]
+            base[(o.spec.shape, o.spec.trace, o.spec.kernels)] = o.summary["decode_tokens_per_s"]
     rows, lines = [], []
     hdr = f"{'run':28s} {'trace':5s} {'tok/s':>9s} {'ms/tok':>8s} {'speedup':>7s} {'L_acc':>6s} {'ratio':>6s} " \
           f"{'accept':>6s} {'roof%':>6s} {'lossless':>8s}"
@@ -269,7 +274,7 @@ def table(outcomes: list[Outcome]) -> tuple[str, list[dict]]:
             rows.append(row)
             continue
         tps = s["decode_tokens_per_s"]
-        ar = base.get((o.spec.shape, o.spec.trace))
+        ar = base.get((o.spec.shape, o.spec.trace, o.spec.kernels))
         speedup = tps / ar if ar else None
         lacc = s.get("l_acc_mean_of_ratios") if o.spec.method == "spd" else (1.0 if o.spec.method == "ar" else None)
         ratio = speedup / lacc if speedup and lacc else None
