@@ -20,6 +20,26 @@ SUPPORTED_VERSIONS = (1,)
 TRACE_FILE = "trace.jsonl"
 
 
+
+def process_layout(devices: list[str], procs: list[int]) -> str:
+    """How an executor run mapped ranks to processes, for the ranks that share a device: ``per-device`` (each
+    device's ranks in one process, one thread each; also when no two ranks share a device), ``per-rank`` (every
+    one its own process, the GPU time-sliced between them) or ``mixed`` (the controller hosting stage 1 only)."""
+    pairs = [procs[a] == procs[b] for a in range(len(devices)) for b in range(a + 1, len(devices))
+             if devices[a] == devices[b]]
+    return "per-device" if all(pairs) else "per-rank" if not any(pairs) else "mixed"
+
+
+def header_process_layout(h: dict) -> str:
+    """``process_layout`` of a trace header; older headers: from their rank/process lists, else from the
+    ``controller_process`` note (the first runtime ran every rank in its own process)."""
+    if h.get("process_layout"):
+        return str(h["process_layout"])
+    devs, procs = h.get("rank_devices"), h.get("rank_processes")
+    if devs and procs and len(devs) == len(procs):
+        return process_layout(list(devs), list(procs))
+    return "per-device" if str(h.get("controller_process", "")).startswith("shared") else "per-rank"
+
 @dataclass(frozen=True)
 class Event:
     """One timed operation on one rank. ``name`` in: forward, prefill_forward, send, recv, ctrl_send,

@@ -54,7 +54,7 @@ def test_executor_variants_are_kept_apart():
     runs = load_runs([str(NEW / n) for n in ("qwen3-4b_ar", "qwen3-4b_ar_cycle_compiled",
                                              "qwen3-4b_spd2_a1.0_cycle_compiled")], require_full=False)
     ar_fused, ar_comp, spd_comp = runs
-    assert (ar_fused.kernels, ar_comp.kernels, spd_comp.controller) == ("fused", "compiled", "shared")
+    assert (ar_fused.kernels, ar_comp.kernels, spd_comp.processes) == ("fused", "compiled", "per-device")
     with pytest.raises(InputError, match="mix executor variants"):
         fit_profile([ar_fused, ar_comp])
     assert measured_ar_tokens_per_s(runs, spd_comp) == pytest.approx(ar_comp.tokens_per_s)
@@ -67,7 +67,7 @@ def test_ar_run_is_predicted_beside_pipeline_runs_of_two_variants():
     import dataclasses
 
     ar, spd1, spd08 = load_runs([str(NEW / n) for n in ("qwen3-4b_ar", "qwen3-4b_spd2_a1.0", "qwen3-4b_spd2_a0.8")])
-    spd08 = dataclasses.replace(spd08, controller="separate")
+    spd08 = dataclasses.replace(spd08, processes="per-rank")
     preds = validate_runs([ar, spd1, spd08])
     assert preds[0].method == "ar" and preds[0].predicted_tokens_per_s is not None, preds[0].notes
     assert preds[0].trained_on == 1

@@ -57,7 +57,7 @@ def _start_long_run(tmp_path: Path, timeout_s: int, separate: bool = False) -> t
     cmd = [sys.executable, "-m", "sim.cli", "run", "--method", "spd", "--stages", "2", "--draft", "replay",
            "--alpha", "0.9", "--model", TINY % 4096, "--prompts", _prompts(tmp_path), "--max-new-tokens", "4000",
            "--out", str(out), "--timeout-s", str(timeout_s), "--trace", "cycle"]
-    cmd += ["--separate-controller"] if separate else []
+    cmd += ["--process-per-rank"] if separate else []
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return proc, str(out / "config.json")
 

@@ -1,11 +1,11 @@
 """``spd run``: AR, AR through the pipeline, or SPD for real over torch.distributed.
 
 Locally it validates everything it can, writes ``RUNDIR/config.json`` (the run config plus the tokenised
-prompts) and spawns the ranks' processes itself (n+1 ranks; the controller hosts stage 1 in its process when
-both are on one device, so n processes then). Under ``torchrun`` (RANK and WORLD_SIZE set) it *is* one rank:
-``torchrun --nproc-per-node 2 -m sim.cli run --method spd --stages 2 ...`` (n processes when the controller and
-stage 1 share a device, else or with ``--separate-controller`` n+1; or across machines with
-``--nnodes``); every rank validates the same arguments and rank 0 writes the run directory.
+prompts) and spawns the processes itself (n+1 ranks; on CUDA the ranks placed on one GPU share a process, one
+thread each; on CPU the controller hosts stage 1). Under ``torchrun`` (RANK and WORLD_SIZE set) each process
+is started by torchrun: ``torchrun --nproc-per-node 2 -m sim.cli run --method spd --stages 2 ...`` (one
+process per GPU used, or n+1 with ``--process-per-rank``; across machines with ``--nnodes``); every process
+validates the same arguments and process 0 (the controller's) writes the run directory.
 """
 from __future__ import annotations
 
@@ -50,9 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="one-token step kernels on every rank: reference (unfused), fused (one-kernel RMSNorm, "
                         "mask built once), compiled (fused + torch.compile, CUDA only); auto: fused on CUDA, "
                         "reference on CPU")
-    p.add_argument("--separate-controller", action="store_true",
-                   help="keep the controller and stage 1 in separate processes even on one device (default: one "
-                        "process, stage 1 on a second CUDA stream)")
+    p.add_argument("--process-per-rank", action="store_true",
+                   help="every rank its own process (default on CUDA: the ranks placed on one GPU share a process, "
+                        "each on its own thread and CUDA stream)")
     p.add_argument("--draft-vocab", type=int, default=0,
                    help="untrained/replay PDM: draft head over K token ids, as trained drafts have (0 = full)")
     p.add_argument("--stop-at-eos", action="store_true", help="stop at the model's EOS (default: exactly M tokens)")
@@ -81,7 +81,7 @@ def config_from_args(args: argparse.Namespace) -> "RunConfig":
                      draft_layers=args.draft_layers, seed=args.seed, dtype=args.dtype, trace=args.trace,
                      cuda_graphs=not args.no_cuda_graphs, timeout_s=args.timeout_s, max_seq_len=args.max_seq_len,
                      ignore_eos=not args.stop_at_eos, warmup=args.warmup, check_lossless=args.check_lossless, stage_split=split,
-                     separate_controller=args.separate_controller, kernels=args.kernels, draft_vocab=args.draft_vocab)
+                     process_per_rank=args.process_per_rank, kernels=args.kernels, draft_vocab=args.draft_vocab)
 
 
 def prepare(args: argparse.Namespace):

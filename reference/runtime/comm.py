@@ -231,13 +231,36 @@ class Comm:
         """Receive into ``out`` (its shape/dtype/device define the message), waiting at most ``timeout_s``."""
         if self.local(src):
             _restore(self.loop.get(src, self.rank, self.timeout_s, "hidden state"), out)
-        elif self.direct(src) or not out.is_cuda:
+        elif self.direct(src):
+            self._wait_on_device(dist.irecv(out, self.procs[src], **self._dist_args(src)), out.device,
+                                 f"hidden state from rank {src}")
+        elif not out.is_cuda:
             self._wait(dist.irecv(out, self.procs[src], **self._dist_args(src)), f"hidden state from rank {src}")
         else:
             host = self._host(out, ("recv", src, tuple(out.shape)))
             self._wait(dist.irecv(host, self.procs[src], **self._dist_args(src)), f"hidden state from rank {src}")
             out.copy_(host, non_blocking=False)
         return out
+
+    POLL_S = 2e-5
+
+    def _wait_on_device(self, work, device: torch.device, what: str) -> None:
+        """An NCCL receive, bounded by the timeout but without ``work.wait(timeout)``: with a timeout that call
+        polls completion with a sleep of a millisecond or more between checks, which made every receive on
+        the critical path up to that much late (rank 0's receive of the final hidden state ended 0.3-0.6 ms
+        after the sender's send, docs/perf-notes.md). ``wait()`` without one only makes this thread's stream
+        wait for the receive; an event behind it is polled here every ``POLL_S``."""
+        try:
+            work.wait()
+        except RuntimeError as exc:
+            raise PeerError(f"no {what} or peer gone: {_short(exc)}") from None
+        done = torch.cuda.Event()
+        done.record(torch.cuda.current_stream(device))
+        deadline = time.monotonic() + self.timeout_s
+        while not done.query():
+            if time.monotonic() > deadline:
+                raise PeerError(f"no {what} within {self.timeout_s:g} s or peer gone")
+            time.sleep(self.POLL_S)
 
     def _wait(self, work, what: str) -> None:
         try:

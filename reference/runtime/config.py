@@ -44,9 +44,10 @@ class RunConfig:
     check_lossless: bool = False  # T=0: also run AR through the same pipeline and compare (replay always does)
     warmup: int = 1  # untimed warm-up generations (first prompt, a few tokens) before the measured ones
     stage_split: list[int] | None = None  # explicit layers per stage (sums to L); default: as even as possible
-    # The controller runs stage 1 in its own process (a thread on a second CUDA stream) when both are placed on
-    # one device; True keeps them in separate processes (GPU time-sliced between contexts: docs/perf-notes.md).
-    separate_controller: bool = False
+    # On CUDA the ranks placed on one GPU share one process (each rank a thread with its own CUDA stream; on
+    # CPU the controller hosts stage 1). True gives every rank its own process (GPU time-sliced between
+    # contexts: docs/perf-notes.md).
+    process_per_rank: bool = False
     # One-token step kernels (every rank, the single-device AR baseline included): reference (unfused), fused
     # (one-kernel RMSNorm, additive mask built once), compiled (fused + torch.compile of the step, then the
     # CUDA graph); auto = fused on CUDA, reference on CPU.
@@ -65,13 +66,18 @@ class RunConfig:
         return 1 if self.method == "ar" else self.stages + 1
 
     def rank_processes(self) -> list[int]:
-        """Process index of every rank: the controller hosts stage 1 when they share a device (unless
-        ``separate_controller``); every other rank is its own process."""
+        """Process index of every rank. ``process_per_rank``: one each. CUDA: one process per GPU (in order of
+        first use), hosting every rank placed there. CPU: the controller hosts stage 1 and every other stage
+        is its own process (so CPU runs exercise the inter-process transport)."""
         if self.method == "ar":
             return [0]
+        if self.process_per_rank:
+            return list(range(self.world_size))
         devices = self.rank_devices()
-        share = devices[0] == devices[1] and not self.separate_controller
-        return [0] + [r - 1 if share else r for r in range(1, self.world_size)]
+        if self.device == "cuda":
+            order = list(dict.fromkeys(devices))
+            return [order.index(d) for d in devices]
+        return [0] + [r - 1 for r in range(1, self.world_size)]
 
     @property
     def process_count(self) -> int:

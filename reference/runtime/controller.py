@@ -118,7 +118,9 @@ class ControllerRank:
                     rows = self._recv_collect(s, 1)
                     outs.append(StageOutput(s, msg.inflight[s], {i: rows[j] for j, i in enumerate(collect)}))
                     if s == self.n - 1:
+                        t0 = rec.now()
                         final_logits = ctrl.final_logits(rows[collect.index(self.plan.num_layers)])
+                        rec.add("head", t0, rec.now())
             t0 = rec.now()
             record = ctrl.end_cycle(CycleOutputs(outs[::-1], final_logits))
             c1 = time.perf_counter_ns()

@@ -24,6 +24,7 @@ from .output import summary_line, write_run
 from .parts import keep_only, load_target, make_draft, make_plan, plan_anchors
 from .tracing import Recorder, device_name, environment, host_info
 from .worker import one_line, report_failure
+from sim.traces import process_layout
 
 
 _SETUP_LOCK = threading.Lock()  # ranks of one process load and capture CUDA graphs one at a time
@@ -44,12 +45,12 @@ class _QuietWatchdog:
 
 
 def run_role(cfg: RunConfig, proc: int, nproc: int, prompts: list[dict], wd: Watchdog) -> None:
-    """The body of process ``proc``: the rank(s) it hosts (the controller and stage 1 share process 0 when
-    they share a device: stage 1 runs in a thread on its own CUDA stream)."""
+    """The body of process ``proc``: the rank(s) it hosts (``RunConfig.rank_processes``: on CUDA the ranks
+    placed on one GPU; the first runs in the main thread, the others each in a thread on its own CUDA stream)."""
     if nproc != cfg.process_count:
         raise InputError(f"world size {nproc} does not match the run: {cfg.method} with {cfg.stages} stage(s) "
-                         f"needs {cfg.process_count} process(es) (the controller hosts stage 1 when both are on "
-                         f"one device; --separate-controller gives every rank its own process)")
+                         f"needs {cfg.process_count} process(es) (ranks on one GPU share a process; --process-per-rank "
+                         f"gives every rank its own)")
     devices, procs = cfg.rank_devices(), cfg.rank_processes()
     mine = [r for r in range(len(procs)) if procs[r] == proc]
     device = torch.device(devices[mine[0]])
@@ -267,6 +268,7 @@ def _header(cfg: RunConfig, model, plan, parts: list[dict], comm: Comm | None) -
             "placement": cfg.placement, "rank_devices": devices, "rank_processes": cfg.rank_processes(),
             "controller_process": ("shared with stage 1 (a thread on its own CUDA stream)"
                                    if cfg.process_count < cfg.world_size else "separate"),
+            "process_layout": process_layout(devices, cfg.rank_processes()),
             "kernels": cfg.resolved_kernels(),
             "device_names": [p["device_name"] for p in parts], "hosts": [p["host"]["hostname"] for p in parts],
             "model": {"spec": cfg.model, **c.to_dict()}, "dtype": cfg.resolved_dtype(),

@@ -8,7 +8,12 @@ Definitions (all durations in ms, on rank 0's clock; docs/calibration.md):
 * send: a stage's send of its output to the next stage (sender side), paid before it reports to rank 0;
 * hop: a matched hidden-state message, receive end minus the later of send start and receive start
   (``sim.traces.Hop``), by link type (same device / intra node / inter node) and size;
-* verify: rank 0 after the stages' outputs arrived (norm, head, verify, bookkeeping): ``verify`` events;
+* verify: rank 0's part of finishing a token (noticing the last stage's output, norm, head, verify,
+  bookkeeping): from the later of the end of the last stage's send of its output and the start of rank 0's
+  receive to the end of the ``verify`` event, less the other receives rank 0 waits in meanwhile (a runtime
+  that launches the head as soon as that output arrives receives earlier stages' anchors after it); the
+  ``verify`` event alone when the cycle has no such receive. The receive's own latency is in it (the
+  simulator also charges the report hop: a double count of one small-message hop, ~0.1 ms on the H100s);
 * bookkeeping: the gap between one cycle record's end and the next one's start (loop overhead);
 * flush: mean duration of DISCARD cycles minus mean duration of the GO cycles with one token in flight
   (the same work without the KV crop and discard);
@@ -23,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..traces import Trace, load_trace
+from ..traces import Trace, header_process_layout, load_trace
 
 
 @dataclass(frozen=True)
@@ -115,23 +120,25 @@ class RunMeasurement:
     net_hops: list[tuple[str, int, float]] = field(default_factory=list)
     collect_ms: list[float] = field(default_factory=list)  # SPD, draft-bound cycles: draft end -> verify start
     trace_level: str = "full"  # "cycle": a validation target only (no per-op samples)
-    # The executor variant (trace header): one-token step kernels, and whether the controller hosts stage 1
-    # in its process. Timings of different variants are not interchangeable: profiles fit one variant.
+    # The executor variant (trace header): one-token step kernels, and how ranks sharing a device map to
+    # processes. Timings of different variants are not interchangeable: profiles fit one variant.
     kernels: str = "reference"  # traces written before the header had the field ran the reference kernels
-    controller: str = "separate"  # separate | shared (stage 1 in the controller's process)
+    processes: str = "per-rank"  # per-device | per-rank | mixed (sim.traces.process_layout)
     draft_graphs: bool = False  # the draft forward replayed from CUDA graphs (--draft-graphs)
 
     @property
     def runtime(self) -> str:
         if self.method == "ar":
             return f"kernels={self.kernels}"
-        return f"kernels={self.kernels} controller={self.controller}" + (" draft-graphs" if self.draft_graphs else "")
+        return f"kernels={self.kernels} processes={self.processes}" + (" draft-graphs" if self.draft_graphs else "")
 
     def same_variant(self, other: "RunMeasurement") -> bool:
-        """Same kernels and, between two pipeline runs, the same controller placement and draft execution
-        (AR has neither)."""
-        return self.kernels == other.kernels and ("ar" in (self.method, other.method) or (
-            self.controller == other.controller and self.draft_graphs == other.draft_graphs))
+        """Same kernels; between two pipeline runs the same process layout; between two SPD runs the same
+        draft execution (AR has no process layout, the AR pipeline no draft)."""
+        if self.kernels != other.kernels or "ar" in (self.method, other.method):
+            return self.kernels == other.kernels
+        both_draft = self.method == "spd" and other.method == "spd"
+        return self.processes == other.processes and (not both_draft or self.draft_graphs == other.draft_graphs)
 
     @property
     def fittable(self) -> bool:
@@ -172,14 +179,26 @@ class RunMeasurement:
     def label(self) -> str:
         draft = f" {self.draft_source} Ls={self.draft_layers}" + (f" a={self.alpha:g}" if self.alpha is not None else "") \
             if self.method == "spd" else ""
-        separate = self.method != "ar" and self.controller == "separate"
-        variant = "" if self.kernels == "fused" and not separate and not self.draft_graphs else \
-            f" [{self.kernels}{', separate' if separate else ''}{', draft graphs' if self.draft_graphs else ''}]"
+        # what differs from the GPU default (fused kernels, a process per device, draft from CUDA graphs)
+        notes = [self.kernels] if self.kernels != "fused" else []
+        notes += [self.processes] if self.method != "ar" and self.processes != "per-device" else []
+        notes += ["eager draft"] if self.method == "spd" and not self.draft_graphs and self.kernels != "reference" else []
+        variant = f" [{', '.join(notes)}]" if notes else ""
         return f"{self.shape.name} {self.method} n={self.n}{draft}{variant}"
 
 
 def _ms(ns: int) -> float:
     return ns / 1e6
+
+
+def _verify_ms(verify, recvs: list, final_link: str, sent_ns: int | None) -> float:
+    """See the module docstring: final hidden sent (or its receive posted) -> verify end, less other receives."""
+    final = [r for r in recvs if r.extra.get("link") == final_link]
+    if not final:
+        return verify.duration_ms
+    start = max(final[-1].t0_ns, sent_ns) if sent_ns is not None else final[-1].t1_ns
+    waited = sum(r.t1_ns - max(r.t0_ns, start) for r in recvs if r.t1_ns > start and r is not final[-1])
+    return max(_ms(verify.t1_ns - start - waited), verify.duration_ms)
 
 
 def measure(path: str | Path, require_full: bool = True) -> RunMeasurement:
@@ -216,7 +235,7 @@ def measure_trace(tr: Trace, require_full: bool = True) -> RunMeasurement:
         temperature=float(h.get("temperature", 0.0)), environment=env,
         prompts=[PromptRun(p.N - 1, tuple(int(a) for a in p.accepts), _ms(p.decode_ns)) for p in tr.prompts if p.N >= 2],
         trace_level=str(level), kernels=str(h.get("kernels") or "reference"),
-        controller="shared" if str(h.get("controller_process", "separate")).startswith("shared") else "separate",
+        processes=header_process_layout(h),
         draft_graphs=bool(draft.get("graphs")) if tr.method == "spd" else False,
     )
     if m.method == "ar":
@@ -230,6 +249,11 @@ def measure_trace(tr: Trace, require_full: bool = True) -> RunMeasurement:
 def _pipeline_samples(tr: Trace, m: RunMeasurement) -> None:
     cycles = {(c.prompt, c.cycle): c for c in tr.cycles}
     ctrl = {(e.prompt, e.cycle): e for e in tr.select("ctrl_send", 0) if e.cycle > 0}
+    final_link = f"{m.n}->0"
+    recvs0 = defaultdict(list)
+    for e in tr.select("recv", 0):
+        recvs0[(e.prompt, e.cycle)].append(e)
+    final_sent = {(e.prompt, e.cycle): e.t1_ns for e in tr.select("send", m.n) if e.extra.get("link") == final_link}
     for e in tr.events:
         if e.cycle <= 0:
             continue  # prefill / warm-up
@@ -241,7 +265,8 @@ def _pipeline_samples(tr: Trace, m: RunMeasurement) -> None:
         elif e.name == "draft" and e.rank == 0 and (e.prompt, e.cycle) in cycles:
             m.draft.append((cycles[(e.prompt, e.cycle)].in_flight + 1, e.duration_ms))
         elif e.name == "verify" and e.rank == 0:
-            m.verify_ms.append(e.duration_ms)
+            m.verify_ms.append(_verify_ms(e, recvs0.get((e.prompt, e.cycle), []), final_link,
+                                          final_sent.get((e.prompt, e.cycle))))
         elif e.name == "send" and e.rank >= 1 and e.extra.get("what") == "hidden":
             m.send_ms.append(e.duration_ms)
     for key, c in cycles.items():

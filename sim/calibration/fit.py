@@ -166,7 +166,7 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
     variants = sorted({r.runtime for r in runs})
     if any(not a.same_variant(b) for a in runs for b in runs):
         raise InputError(f"calibrate: the runs mix executor variants ({'; '.join(variants)}): a profile describes "
-                         "one (kernels, controller process, draft graphs); calibrate each variant's runs separately")
+                         "one (kernels, process layout, draft graphs); calibrate each variant's runs separately")
     stage = fit_stage(pipe)
     notes = list(notes or [])
 

@@ -114,7 +114,8 @@ def _fit_set(runs: list[RunMeasurement], run: RunMeasurement) -> list[RunMeasure
     pipe = [r.runtime for r in others if r.method != "ar"]
     if run.method == "ar" and pipe:
         common = max(sorted(set(pipe)), key=pipe.count)
-        others = [r for r in others if r.method == "ar" or r.runtime == common]
+        ref = next(r for r in others if r.runtime == common)
+        others = [r for r in others if r.method == "ar" or r.same_variant(ref)]
     return others
 
 
