@@ -8,12 +8,13 @@ Definitions (all durations in ms, on rank 0's clock; docs/calibration.md):
 * send: a stage's send of its output to the next stage (sender side), paid before it reports to rank 0;
 * hop: a matched hidden-state message, receive end minus the later of send start and receive start
   (``sim.traces.Hop``), by link type (same device / intra node / inter node) and size;
-* verify: rank 0's part of finishing a token (noticing the last stage's output, norm, head, verify,
-  bookkeeping): from the later of the end of the last stage's send of its output and the start of rank 0's
-  receive to the end of the ``verify`` event, less the other receives rank 0 waits in meanwhile (a runtime
+* verify: rank 0's part of finishing a token (norm, head, verify, bookkeeping, and whatever the receive of
+  the last stage's output takes beyond a hop): from the later of the receive's start and the end of the
+  last stage's send plus the run's median hop between stages on that link type (the hop the simulator
+  charges) to the end of the ``verify`` event, less the other receives rank 0 waits in meanwhile (a runtime
   that launches the head as soon as that output arrives receives earlier stages' anchors after it); the
-  ``verify`` event alone when the cycle has no such receive. The receive's own latency is in it (the
-  simulator also charges the report hop: a double count of one small-message hop, ~0.1 ms on the H100s);
+  ``verify`` event alone when the cycle has no such receive (from the receive's end when the run has no
+  stage-to-stage hop on that link type);
 * bookkeeping: the gap between one cycle record's end and the next one's start (loop overhead);
 * flush: mean duration of DISCARD cycles minus mean duration of the GO cycles with one token in flight
   (the same work without the KV crop and discard);
@@ -192,7 +193,8 @@ def _ms(ns: int) -> float:
 
 
 def _verify_ms(verify, recvs: list, final_link: str, sent_ns: int | None) -> float:
-    """See the module docstring: final hidden sent (or its receive posted) -> verify end, less other receives."""
+    """See the module docstring: final hidden sent + a hop (or its receive posted) -> verify end, less other
+    receives."""
     final = [r for r in recvs if r.extra.get("link") == final_link]
     if not final:
         return verify.duration_ms
@@ -253,7 +255,13 @@ def _pipeline_samples(tr: Trace, m: RunMeasurement) -> None:
     recvs0 = defaultdict(list)
     for e in tr.select("recv", 0):
         recvs0[(e.prompt, e.cycle)].append(e)
-    final_sent = {(e.prompt, e.cycle): e.t1_ns for e in tr.select("send", m.n) if e.extra.get("link") == final_link}
+    # the hop the simulator charges for the final message: the median stage-to-stage hop on its link type
+    between = [(hop.recv.t1_ns - max(hop.send.t1_ns, hop.recv.t0_ns)) for hop in tr.hops()
+               if hop.send.cycle > 0 and hop.send.extra.get("what") == "hidden"
+               and m.link_type(*(int(x) for x in hop.link.split("->"))) == m.link_type(m.n, 0)]
+    final_sent = {} if not between else {  # no stage-to-stage hop measured: verify starts at the receive's end
+        (e.prompt, e.cycle): e.t1_ns + max(int(np.median(between)), 0)
+        for e in tr.select("send", m.n) if e.extra.get("link") == final_link}
     for e in tr.events:
         if e.cycle <= 0:
             continue  # prefill / warm-up
