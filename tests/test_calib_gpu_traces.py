@@ -71,3 +71,28 @@ def test_ar_run_is_predicted_beside_pipeline_runs_of_two_variants():
     preds = validate_runs([ar, spd1, spd08])
     assert preds[0].method == "ar" and preds[0].predicted_tokens_per_s is not None, preds[0].notes
     assert preds[0].trained_on == 1
+
+
+@pytest.mark.skipif(not (NEW / "qwen3-4b_spd2_a1.0_cycle_compiled").is_dir(), reason="committed GPU traces not present")
+def test_a_profile_predicts_only_the_variant_it_was_fitted_on(tmp_path):
+    """`spd validate --profile P`: a run of another executor variant (here compiled kernels against a fused-kernel
+    profile) is reported as not predicted, not predicted with the wrong costs."""
+    fused = load_runs([str(NEW / n) for n in ("qwen3-4b_ar", "qwen3-4b_spd2_a0.8", "qwen3-4b_arp2")])
+    prof = fit_profile(fused)
+    assert {v["kernels"] for v in prof.source["variants"]} == {"fused"}
+    comp = load_runs([str(NEW / "qwen3-4b_spd2_a1.0_cycle_compiled"), str(NEW / "qwen3-4b_spd2_a1.0_cycle")],
+                     require_full=False)
+    preds = validate_runs(comp, prof)
+    assert preds[0].predicted_tokens_per_s is None and "another executor variant" in preds[0].notes[0]
+    assert preds[1].predicted_tokens_per_s is not None
+
+
+def test_per_layer_time_of_a_same_dimension_shape():
+    """Random-weight timing runs stand for the real model: a shape measured under another name with the same
+    dimensions gives its per-layer time; other shapes take the cross-width line."""
+    from sim.calibration.profile import Dist, StageModel
+
+    st = StageModel(a0_ms=0.01, a1_ms_per_mparam=0.02, b_ms=0.0, kappa=0.0, spread=Dist(1.0),
+                    per_shape_layer_ms={"smollm2-135m:d576:ffn1536:h9/3x64:v49152": 0.067})
+    assert st.layer_ms("SmolLM2 135M Instruct:d576:ffn1536:h9/3x64:v49152", 3.54) == 0.067
+    assert st.layer_ms("other:d640:ffn1536:h9/3x64:v49152", 3.54) == pytest.approx(0.01 + 0.02 * 3.54)

@@ -124,3 +124,40 @@ def test_not_a_trace_is_input_error(tmp_path, content, needle):
 def test_missing_trace_is_input_error(tmp_path):
     with pytest.raises(InputError, match="no trace file"):
         load_trace(tmp_path / "nowhere")
+
+
+def test_ranks_on_one_gpu_share_a_process():
+    """CUDA: one process per GPU used (its ranks are threads); CPU: the controller hosts stage 1 and every
+    other stage is its own process; --process-per-rank: one each. The trace header's layout names it."""
+    from reference.runtime.config import RunConfig
+    from sim.traces import header_process_layout, process_layout
+
+    def cfg(placement, **kw):
+        return RunConfig(method="spd", stages=len(placement) - 1, model="random", prompts="-", out="-",
+                         device="cuda", placement=placement, **kw)
+
+    assert cfg([0, 0, 0, 1, 1]).rank_processes() == [0, 0, 0, 1, 1]
+    assert cfg([1, 0, 1]).rank_processes() == [0, 1, 0]
+    assert cfg([0, 0, 1], process_per_rank=True).rank_processes() == [0, 1, 2]
+    cpu = RunConfig(method="spd", stages=3, model="random", prompts="-", out="-")
+    assert cpu.rank_processes() == [0, 0, 1, 2]
+    devs = ["cuda:0", "cuda:0", "cuda:0", "cuda:1"]
+    assert process_layout(devs, [0, 0, 0, 1]) == "per-device"
+    assert process_layout(devs, [0, 1, 2, 3]) == "per-rank"
+    assert process_layout(devs, [0, 0, 1, 2]) == "mixed"
+    assert header_process_layout({"rank_devices": devs, "rank_processes": [0, 0, 1, 2]}) == "mixed"
+    assert header_process_layout({"controller_process": "separate"}) == "per-rank"
+
+
+def test_header_names_the_layout_and_eager_steps(run_dir):
+    from sim.calibration.extract import _kernels
+
+    t = load_trace(run_dir)
+    h = t.header
+    assert h["process_layout"] in ("per-device", "mixed") and h["rank_processes"][:2] == [0, 0]
+    # rank 0 launches the head on the last stage's output before it receives the anchors of earlier stages
+    heads = t.select("head", 0)
+    assert heads and all(e.duration_ms >= 0 for e in heads)
+    assert _kernels({"kernels": "fused", "rank_devices": ["cuda:0"], "cuda_graphs": False}) == "fused+eager"
+    assert _kernels({"kernels": "fused", "rank_devices": ["cuda:0"], "cuda_graphs": True}) == "fused"
+    assert _kernels({"kernels": "reference", "rank_devices": ["cpu"], "cuda_graphs": False}) == "reference"

@@ -141,6 +141,25 @@ class RunMeasurement:
         both_draft = self.method == "spd" and other.method == "spd"
         return self.processes == other.processes and (not both_draft or self.draft_graphs == other.draft_graphs)
 
+    def variant(self) -> dict:
+        """What a profile records of each run it was fitted on (``Profile.source["variants"]``)."""
+        return {"method": self.method, "kernels": self.kernels, "processes": self.processes,
+                "draft_graphs": self.draft_graphs}
+
+    def fits_profile(self, variants: list[dict]) -> bool:
+        """Whether a profile fitted on runs of these variants describes this run's executor (True when the
+        profile predates the record)."""
+        if not variants:
+            return True
+        same = [v for v in variants if v["kernels"] == self.kernels]
+        if self.method == "ar":
+            return bool(same)
+        pipe = [v for v in same if v["method"] != "ar" and v["processes"] == self.processes]
+        spd = [v for v in pipe if v["method"] == "spd"]
+        if self.method == "spd" and spd:
+            return any(v["draft_graphs"] == self.draft_graphs for v in spd)
+        return bool(pipe)
+
     @property
     def fittable(self) -> bool:
         return self.method == "ar" or self.trace_level == "full"
@@ -192,6 +211,13 @@ def _ms(ns: int) -> float:
     return ns / 1e6
 
 
+def _kernels(h: dict) -> str:
+    """The step kernels of a trace header; ``+eager`` when a CUDA run did not replay its steps from graphs."""
+    k = str(h.get("kernels") or "reference")  # traces written before the header had the field ran the reference kernels
+    on_cuda = any(str(d).startswith("cuda") for d in h.get("rank_devices") or [])
+    return f"{k}+eager" if on_cuda and h.get("cuda_graphs") is False else k
+
+
 def _verify_ms(verify, recvs: list, final_link: str, sent_ns: int | None) -> float:
     """See the module docstring: final hidden sent + a hop (or its receive posted) -> verify end, less other
     receives."""
@@ -236,7 +262,7 @@ def measure_trace(tr: Trace, require_full: bool = True) -> RunMeasurement:
         alpha=(float(draft["alpha"]) if draft.get("alpha") is not None else None) if tr.method == "spd" else None,
         temperature=float(h.get("temperature", 0.0)), environment=env,
         prompts=[PromptRun(p.N - 1, tuple(int(a) for a in p.accepts), _ms(p.decode_ns)) for p in tr.prompts if p.N >= 2],
-        trace_level=str(level), kernels=str(h.get("kernels") or "reference"),
+        trace_level=str(level), kernels=_kernels(h),
         processes=header_process_layout(h),
         draft_graphs=bool(draft.get("graphs")) if tr.method == "spd" else False,
     )

@@ -238,6 +238,7 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
         flush=Dist.of(flush) if flush else Dist(0.0), cost_spread=Dist.of(cost_ratios) if cost_ratios else Dist(1.0),
         by_method=fit_by_method(pipe),
         source={"traces": [r.path for r in runs], "configurations": sorted({r.config_key for r in runs}),
+                "variants": [dict(t) for t in sorted({tuple(r.variant().items()) for r in runs})],
                 "shapes": shapes, "created_unix_s": time.time(), "notes": notes},
     )
 

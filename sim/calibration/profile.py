@@ -92,8 +92,16 @@ class StageModel:
     kappa_by_method: dict[str, float] = field(default_factory=dict)  # method -> kappa (else ``kappa``)
 
     def layer_ms(self, shape_key: str | None, layer_mparams: float) -> float:
-        if shape_key is not None and shape_key in self.per_shape_layer_ms:
-            return self.per_shape_layer_ms[shape_key]
+        """A measured shape's per-layer time; else one of the same architecture under another name (the
+        random-weight timing runs stand for the real model: ``ModelShape.key`` is ``name:dims``); else the
+        cross-width line."""
+        if shape_key is not None:
+            if shape_key in self.per_shape_layer_ms:
+                return self.per_shape_layer_ms[shape_key]
+            dims = shape_key.split(":", 1)[-1]
+            same = [v for k, v in self.per_shape_layer_ms.items() if k.split(":", 1)[-1] == dims]
+            if same:
+                return same[0]
         return self.a0_ms + self.a1_ms_per_mparam * layer_mparams
 
     def contention(self, ranks_on_device: int, method: str | None = None) -> float:

@@ -130,6 +130,9 @@ def validate_runs(runs: list[RunMeasurement], profile: Profile | None = None, se
         key = run.config_key
         if profile is not None:
             prof, trained = profile, len(profile.source.get("traces", []))
+            if not run.fits_profile(profile.source.get("variants") or []):
+                prof = (f"the profile was fitted on another executor variant ({run.runtime} is not among "
+                        f"{sorted({v['kernels'] + '/' + v['processes'] for v in profile.source['variants']})})")
         else:
             others = _fit_set(runs, run)
             if key not in fitted:
