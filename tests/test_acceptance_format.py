@@ -117,6 +117,11 @@ def test_training_data_shards_load_as_one_set(tmp_path):
     d = TrainingData.load_many([tmp_path / "a.safetensors", tmp_path / "b.safetensors"])
     assert d.seqs == [[1, 2, 3], [4, 5, 6, 7]] and d.prompt_lens == [1, 2] and d.sampled == [False, True]
     assert [p["shard"] for p in d.provenance["parts"]] == ["0/2", "1/2"]
+    # another session's data repeats a template prompt's greedy answer: it is kept once
+    TrainingData([[4, 5, 6, 7], [8, 9]], [2, 1], [True, False], {"session": 2}).save(tmp_path / "c.safetensors")
+    e = TrainingData.load_many([tmp_path / n for n in ("a.safetensors", "b.safetensors", "c.safetensors")])
+    assert e.seqs == [[1, 2, 3], [4, 5, 6, 7], [8, 9]] and e.prompt_lens == [1, 2, 1] and e.sampled == [False, True, False]
+    assert e.provenance["duplicates_dropped"] == 1
     assert _parse_shard("1/2") == (1, 2)
     for bad in ("2/2", "x", "1/0"):
         with pytest.raises(InputError):

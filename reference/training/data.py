@@ -166,14 +166,23 @@ class TrainingData:
 
     @classmethod
     def load_many(cls, paths: Sequence[str | Path]) -> "TrainingData":
-        """Several files (e.g. the shards of ``make_data --shard``) as one set, in the given order; provenance
-        keeps each part's record."""
+        """Several files (e.g. the shards of ``make_data --shard``, or the data of several sessions) as one set,
+        in the given order, each distinct sequence once (sessions share their template prompts, whose greedy
+        answers repeat: a copy on both sides of the hold-out split would flatter it); provenance keeps each
+        part's record and the number of duplicates dropped."""
         parts = [cls.load(p) for p in paths]
         if len(parts) == 1:
             return parts[0]
-        return cls([s for d in parts for s in d.seqs], [x for d in parts for x in d.prompt_lens],
-                   [x for d in parts for x in d.sampled],
-                   {"parts": [{"file": Path(p).name, **d.provenance} for p, d in zip(paths, parts)]})
+        seen, seqs, plens, sampled = set(), [], [], []
+        for d in parts:
+            for s, p, smp in zip(d.seqs, d.prompt_lens, d.sampled):
+                key = tuple(s)
+                if key not in seen:
+                    seen.add(key)
+                    seqs.append(s), plens.append(p), sampled.append(smp)
+        total = sum(len(d.seqs) for d in parts)
+        return cls(seqs, plens, sampled, {"parts": [{"file": Path(p).name, **d.provenance} for p, d in zip(paths, parts)],
+                                          "duplicates_dropped": total - len(seqs)})
 
     def vocab_counts(self, vocab_size: int) -> torch.Tensor:
         """Token counts over the generated parts (what a draft has to predict)."""

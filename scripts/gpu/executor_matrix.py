@@ -107,7 +107,7 @@ def build_matrix(smoke: bool, gpus: int) -> list[Spec]:
     q4, pl2 = "random:qwen3-4b", _placements(2, gpus)
     dv = ("--draft-vocab", str(DRAFT_VOCAB))
     sep, comp = ("--process-per-rank",), ("--kernels", "compiled")
-    # Headline (trace level cycle): the default runtime (controller hosts stage 1; fused kernels; stage steps
+    # Headline (trace level cycle): the default runtime (one process per GPU; fused kernels; stage steps
     # and draft forwards replayed from CUDA graphs), a full-trace twin for the breakdown, the compiled kernels
     # on both sides of the speedup, a separate controller process, and an uneven split that gives stage 1
     # (which shares GPU 0 with the draft) fewer layers.

@@ -5,8 +5,10 @@
       data generation (--gen-budget-s, default a quarter of the budget and at most 150 s; with --gpus G, G
       disjoint prompt shards in parallel) -> train PDMs n in --stages, the chain head and the PPSD draft (the
       rest, minus a packing margin; drafters dealt out over the GPUs) -> $OUT/ckpt-*.tar (each <= 15 MiB;
-      extract into reference/checkpoints/), $OUT/data*.json (provenance; the .safetensors data stays on the
-      machine under --work, reusable with --data A,B while it is held), $OUT/train.log. Rerunning with --data
+      extract into reference/checkpoints/), $OUT/data*.safetensors + .json (the generated token ids, a few MB
+      per shard, and their provenance: keep them, e.g. under .cache/train-data/, and carry them to a later
+      call with --extra-data A,B and a new --data-seed, so the data grows from session to session; --data A,B
+      reuses data instead of generating any), $OUT/train.log. Rerunning with --data
       and --resume-tar OUT_TARS, or on a fresh machine with --warm-from reference/checkpoints, continues
       training (same weights and draft vocabulary, fresh optimizer).
   python scripts/gpu/train_and_eval.py eval --model /var/tmp/model/smol.gguf --budget-s 540 [--gpus 2]
@@ -111,12 +113,19 @@ def train(a: argparse.Namespace, out: Path, log: Path) -> int:
     work.mkdir(parents=True, exist_ok=True)
     G = a.gpus
     data = [Path(x) for x in a.data.split(",")] if a.data else [work / f"data{i}.safetensors" for i in range(G)]
-    if not all(d.is_file() for d in data):
+    extra = [Path(x) for x in a.extra_data.split(",")] if a.extra_data else []
+    missing = [str(d) for d in extra if not d.is_file()]
+    if missing:
+        print(f"train_and_eval: --extra-data: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    generate = not all(d.is_file() for d in data)
+    if generate:
         gen_budget = a.gen_budget_s or min(150.0, a.budget_s * 0.25)
         small = ["--topics", "2", "--self-instruct", "1", "--doc-prompts", "2", "--max-prompts", "6",
                  "--max-new-tokens", "12"] if a.smoke else ["--self-instruct", str(a.self_instruct)]
         rc = sh_parallel([[PY, "-m", "reference.training.make_data", "--model", a.model, "--out", str(data[i]),
-                           "--seed", str(a.seed), "--shard", f"{i}/{G}", "--budget-s", str(gen_budget),
+                           "--seed", str(a.data_seed if a.data_seed is not None else a.seed), "--shard", f"{i}/{G}",
+                           "--budget-s", str(gen_budget),
                            "--gen-batch", "384", "--no-progress"] + small for i in range(G)], log,
                          timeout=gen_budget + 120)
         if rc != 0:
@@ -140,7 +149,7 @@ def train(a: argparse.Namespace, out: Path, log: Path) -> int:
     cmds = []
     for methods, st in jobs:
         methods = [m for m in methods if m != "spd" or st]
-        cmds.append([PY, "-m", "sim.cli", "train-draft", "--model", a.model, "--data", ",".join(map(str, data)),
+        cmds.append([PY, "-m", "sim.cli", "train-draft", "--model", a.model, "--data", ",".join(map(str, data + extra)),
                      "--out-dir", str(work / "ckpt"), "--methods", ",".join(methods),
                      "--stages", ",".join(st) or "2", "--ppsd-stages", a.ppsd_stages,
                      "--budget-s", str(max(30.0, left - 30)), "--batch-size", str(a.batch_size), "--seed", str(a.seed),
@@ -148,9 +157,12 @@ def train(a: argparse.Namespace, out: Path, log: Path) -> int:
                     + (["--max-steps", "2", "--tower-ffn", "32", "--agg-rank", "8", "--draft-vocab", "256",
                         "--holdout", "1"] if a.smoke else []))
     rc = sh_parallel(cmds, log, timeout=max(60.0, left + 60))
+    tag = f"_seed{a.data_seed if a.data_seed is not None else a.seed}"
     for d in data:
         if d.with_suffix(".json").is_file():
-            (out / d.with_suffix(".json").name).write_bytes(d.with_suffix(".json").read_bytes())
+            (out / (d.stem + tag + ".json")).write_bytes(d.with_suffix(".json").read_bytes())
+        if generate and d.is_file() and d.stat().st_size <= 15 * 2**20:  # what comes back from a call: 16 MiB a file
+            (out / (d.stem + tag + ".safetensors")).write_bytes(d.read_bytes())
     if (work / "ckpt").is_dir():
         for t in pack(work / "ckpt", out):
             print(f"wrote {t} ({t.stat().st_size / 2**20:.1f} MiB)")
@@ -216,6 +228,10 @@ def main() -> int:
     p.add_argument("--out", default=os.environ.get("OUT", "out"))
     p.add_argument("--work", default="/var/tmp/spd-train")
     p.add_argument("--data", default=None, help="existing training data, comma-separated parts (skips generation)")
+    p.add_argument("--extra-data", default=None,
+                   help="earlier calls' data parts, comma-separated, trained on together with this call's")
+    p.add_argument("--data-seed", type=int, default=None,
+                   help="seed of data generation (default --seed); a new one per session gives new prompts")
     p.add_argument("--resume-tar", action="append", help="ckpt-*.tar of an earlier call (resume states are not kept)")
     p.add_argument("--warm-from", default=None, help="checkpoint directories to continue (e.g. reference/checkpoints)")
     p.add_argument("--stages", default="2,3,4,6")
