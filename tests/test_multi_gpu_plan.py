@@ -77,3 +77,17 @@ def test_x4_first_spd_run_smoke_on_cpu(tmp_path):
     rows = json.loads((out / "matrix_summary.json").read_text())["rows"]
     assert [row["run"] for row in rows] == [first.name]
     assert rows[0]["ok"] and rows[0]["n"] == 4 and rows[0]["lossless_vs_reference"] is True
+
+
+def test_forecast_table_prints_a_row_per_method(capsys):
+    """docs/multi-gpu-plan.md's forecast table comes from this script: closed form and simulator per method."""
+    spec = importlib.util.spec_from_file_location("forecast_table", REPO / "scripts" / "forecast_table.py")
+    ft = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ft)
+    assert ft.main([str(REPO / "scenarios" / "h100x4_n4.json"), "--profile",
+                    str(REPO / "profiles" / "h100x2_full_traces.json"), "--tokens", "400"]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| x4: ")]
+    names = [r.split("`")[1] for r in rows]
+    assert names[0] == "qwen3-4b_ar" and "qwen3-4b_spd4_a1.0" in names and len(rows) == 5
+    cells = rows[0].split("|")
+    assert cells[2].strip() == "1.00" and cells[3].strip().endswith("1.000")  # AR is its own baseline
