@@ -51,6 +51,10 @@ def test_fit_recovers_known_parameters(runs):
     assert fit.flush.mean_ms == pytest.approx(0.2, rel=0.1)
     # rank 0 shares the device with n ranks: the fit divides that contention out again
     assert fit.verify(const=1.0, stages=3.0, head_mparams=1.0) == pytest.approx(0.35, rel=0.05)
+    # per method, and in the cycles in which no token finished (the simulator charged them the same here)
+    for m in ("spd", "ar_pipeline"):
+        assert fit.by_method[m].verify(const=1.0, stages=3.0, head_mparams=1.0) == pytest.approx(0.35, rel=0.05)
+    assert fit.verify_fill is not None and fit.verify_fill.mean_ms == pytest.approx(0.35, rel=0.05)
     assert fit.draft["replay"](const=1.0) == pytest.approx(0.25, rel=0.05)
     assert fit.control(const=1.0, stages=2.0) == pytest.approx(0.14, rel=0.05)
     ar_small = SMALL.layers * truth.stage.layer_ms(None, SMALL.layer_mparams) + 0.4

@@ -109,3 +109,23 @@ def test_random_links_and_go_broadcast_still_agree():
     a = simulate(sc, sc.methods[0], 1500, seed=1, costs=costs)
     assert a.model == "fast"
     _check_models_agree(a, simulate(sc, sc.methods[0], 1500, seed=1, costs=costs, model="dataflow"))
+
+
+@pytest.mark.parametrize("method", ["spd", "ppsd"])
+def test_fill_cycles_cost_their_own_verify(method):
+    """A cycle in which no token finishes (the pipeline filling after the prefill or a flush) costs
+    ``verify_fill`` instead of ``verify``: the run is shorter by exactly (verify - verify_fill) per such cycle,
+    in both models, and they still agree."""
+    from sim.des import CycleCosts, TimeSpec
+
+    n, seq = 4, _sequence(7, 0.6, TOKENS)
+    sc = scenario([{"method": method, "stages": n, "draft_layers": 1}], acceptance={"sequence": seq})
+    base = CycleCosts(control=TimeSpec.const(0.8), verify=TimeSpec.const(0.4))
+    fill = CycleCosts(control=TimeSpec.const(0.8), verify=TimeSpec.const(0.4), verify_fill=TimeSpec.const(0.1))
+    runs = {m: (simulate(sc, sc.methods[0], TOKENS, seed=1, costs=base, model=m),
+                simulate(sc, sc.methods[0], TOKENS, seed=1, costs=fill, model=m)) for m in MODELS}
+    for a, b in runs.values():
+        fill_cycles = int((a.records.in_flight < n).sum())
+        assert fill_cycles == (n - 1) * (1 + refill_rejects(seq))  # the first fill and every refill
+        assert a.time_ms - b.time_ms == pytest.approx(0.3 * fill_cycles, rel=1e-9)
+    _check_models_agree(runs["fast"][1], runs["dataflow"][1])

@@ -14,7 +14,9 @@ Definitions (all durations in ms, on rank 0's clock; docs/calibration.md):
   charges) to the end of the ``verify`` event, less the other receives rank 0 waits in meanwhile (a runtime
   that launches the head as soon as that output arrives receives earlier stages' anchors after it); the
   ``verify`` event alone when the cycle has no such receive (from the receive's end when the run has no
-  stage-to-stage hop on that link type);
+  stage-to-stage hop on that link type). Cycles in which no token finished (SPD filling the pipeline after
+  the prefill or a flush: cycle event ``fill``) are kept apart as ``verify_fill``: rank 0 only inserts the
+  next draft there, no head and no verification;
 * bookkeeping: the gap between one cycle record's end and the next one's start (loop overhead);
 * flush: mean duration of DISCARD cycles minus mean duration of the GO cycles with one token in flight
   (the same work without the KV crop and discard);
@@ -109,6 +111,7 @@ class RunMeasurement:
     stage: list[StageSample] = field(default_factory=list)
     draft: list[tuple[int, float]] = field(default_factory=list)  # (rows, ms)
     verify_ms: list[float] = field(default_factory=list)
+    verify_fill_ms: list[float] = field(default_factory=list)  # SPD cycles in which no token finished
     control_ms: list[float] = field(default_factory=list)
     control_hop_ms: list[float] = field(default_factory=list)
     send_ms: list[float] = field(default_factory=list)
@@ -299,8 +302,12 @@ def _pipeline_samples(tr: Trace, m: RunMeasurement) -> None:
         elif e.name == "draft" and e.rank == 0 and (e.prompt, e.cycle) in cycles:
             m.draft.append((cycles[(e.prompt, e.cycle)].in_flight + 1, e.duration_ms))
         elif e.name == "verify" and e.rank == 0:
-            m.verify_ms.append(_verify_ms(e, recvs0.get((e.prompt, e.cycle), []), final_link,
-                                          final_sent.get((e.prompt, e.cycle))))
+            c = cycles.get((e.prompt, e.cycle))
+            if c is not None and c.event == "fill":  # no token finished: no head, no verification
+                m.verify_fill_ms.append(e.duration_ms)
+            else:
+                m.verify_ms.append(_verify_ms(e, recvs0.get((e.prompt, e.cycle), []), final_link,
+                                              final_sent.get((e.prompt, e.cycle))))
         elif e.name == "send" and e.rank >= 1 and e.extra.get("what") == "hidden":
             m.send_ms.append(e.duration_ms)
     for key, c in cycles.items():

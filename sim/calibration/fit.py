@@ -11,7 +11,8 @@ The model (docs/calibration.md, "Fitting model"):
 * controller costs (control, verify, draft) are linear in a few features (const, stages, head size,
   draft layers x rows) fitted with ``scipy.optimize.lsq_linear`` (coefficients >= 0) on per-run medians,
   after dividing out the contention factor of rank 0's device; a feature that does not vary in the
-  data is dropped (its effect is absorbed by the constant);
+  data is dropped (its effect is absorbed by the constant); the verify of a cycle in which no token finished
+  (``verify_fill``: no head) is a pooled distribution of its own;
 * hops: per link type, the one-token latency distribution, plus a size slope when sizes vary;
 * spreads: measured / per-run median, pooled, as distributions of ratios.
 """
@@ -116,6 +117,11 @@ def fit_stage(runs: list[RunMeasurement]) -> StageModel:
                       spread=Dist.of(ratios), rmse_ms=rmse, points=len(rows))
 
 
+def _cost_features(r: RunMeasurement) -> dict[str, float]:
+    """What the controller's fixed costs are fitted on: a constant, the stage count, the head's size."""
+    return {"const": 1.0, "stages": float(r.n), "head_mparams": r.shape.head_mparams}
+
+
 def _rank0_contention(stage: StageModel, r: RunMeasurement) -> float:
     return stage.contention(r.ranks_on_device(0), r.method)
 
@@ -140,7 +146,7 @@ def _link_dists(runs: list[RunMeasurement], net: bool = False) -> tuple[dict[str
     return hops, slopes
 
 
-def fit_by_method(pipe: list[RunMeasurement]) -> dict[str, MethodTerms]:
+def fit_by_method(pipe: list[RunMeasurement], stage: StageModel | None = None) -> dict[str, MethodTerms]:
     """The terms that depend on what the controller does while the stages work, per pipeline method:
     control delivery + input receive, the sender-side send and the hop latency per link type. On a GPU
     shared by the controller and stage 1 (separate processes, time-sliced), the AR pipeline's controller
@@ -153,8 +159,12 @@ def fit_by_method(pipe: list[RunMeasurement]) -> dict[str, MethodTerms]:
         ch = [x for r in rs for x in r.control_hop_ms]
         sd = [x for r in rs for x in r.send_ms]
         co = [x for r in rs for x in r.collect_ms]
+        vr = [r for r in rs if r.verify_ms]
+        verify = fit_linear([_cost_features(r) for r in vr],
+                            [_med(r.verify_ms) / (_rank0_contention(stage, r) if stage else 1.0) for r in vr],
+                            ("const", "head_mparams", "stages")) if vr else None
         out[method] = MethodTerms(control_hop=Dist.of(ch) if ch else None, send_ms=Dist.of(sd) if sd else None,
-                                  hops=hops, collect=Dist.of(co) if co else None, runs=len(rs))
+                                  hops=hops, collect=Dist.of(co) if co else None, runs=len(rs), verify=verify)
     return out
 
 
@@ -181,16 +191,17 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
             ar_ratios.extend(np.asarray(r.ar_step_ms) / m)
 
     # controller costs, per run medians with rank 0's contention divided out
-    ctrl_f, ctrl_y, ver_f, ver_y, cost_ratios = [], [], [], [], []
+    ctrl_f, ctrl_y, ver_f, ver_y, cost_ratios, fill_y = [], [], [], [], [], []
     draft_f: dict[str, list] = defaultdict(list)
     draft_y: dict[str, list] = defaultdict(list)
     draft_ratios = []
     for r in pipe:
         c0 = _rank0_contention(stage, r)
-        f = {"const": 1.0, "stages": float(r.n), "head_mparams": r.shape.head_mparams}
+        f = _cost_features(r)
         if r.control_ms:
             ctrl_f.append(f)
             ctrl_y.append(_med(r.control_ms) / c0)
+        fill_y.extend(np.asarray(r.verify_fill_ms) / c0)
         if r.verify_ms:
             ver_f.append(f)
             m = _med(r.verify_ms)
@@ -236,7 +247,7 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
         verify=fit_linear(ver_f, ver_y, ("const", "head_mparams", "stages")),
         bookkeeping=Dist.of([x for r in pipe for x in r.bookkeeping_ms]),
         flush=Dist.of(flush) if flush else Dist(0.0), cost_spread=Dist.of(cost_ratios) if cost_ratios else Dist(1.0),
-        by_method=fit_by_method(pipe),
+        by_method=fit_by_method(pipe, stage), verify_fill=Dist.of(fill_y) if fill_y else None,
         source={"traces": [r.path for r in runs], "configurations": sorted({r.config_key for r in runs}),
                 "variants": [dict(t) for t in sorted({tuple(r.variant().items()) for r in runs})],
                 "shapes": shapes, "created_unix_s": time.time(), "notes": notes},

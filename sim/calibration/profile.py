@@ -124,6 +124,9 @@ class MethodTerms:
     hops: dict[str, Dist] = field(default_factory=dict)  # measured from the end of the sender-side send
     collect: Dist | None = None  # rank 0: draft end -> verify start when the collected outputs were already sent
     runs: int = 0
+    # rank 0's verify for this method (SPD's carries its bookkeeping and draft insertion, the AR pipeline's
+    # only the head and argmax: 2-3x apart on the H100 traces); None: the pooled ``Profile.verify``
+    verify: LinearFit | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,9 @@ class Profile:
     source: dict = field(default_factory=dict)  # traces, notes, fit diagnostics
     instrumentation: dict | None = None  # published profile only: how the breakdown was reconciled
     by_method: dict[str, MethodTerms] = field(default_factory=dict)  # optional (older profiles: pooled only)
+    # rank 0's work in an SPD cycle in which no token finished (the pipeline filling: draft insertion and
+    # bookkeeping, no head); None (older profiles): such cycles cost ``verify`` like the others
+    verify_fill: Dist | None = None
 
     def terms(self, method: str) -> tuple[Dist, Dist, dict[str, Dist]]:
         """control_hop, send_ms and hops for ``method``: its own where measured, else pooled."""
@@ -213,7 +219,8 @@ def _by_method(obj: Any, src: str) -> dict[str, MethodTerms]:
             send_ms=_dist(t["send_ms"], src, f"by_method.{m}.send_ms") if t.get("send_ms") else None,
             hops={k: _dist(v, src, f"by_method.{m}.hops.{k}") for k, v in hops.items()},
             collect=_dist(t["collect"], src, f"by_method.{m}.collect") if t.get("collect") else None,
-            runs=int(t.get("runs", 0)))
+            runs=int(t.get("runs", 0)),
+            verify=_lin(t["verify"], src, f"by_method.{m}.verify") if t.get("verify") else None)
     return out
 
 
@@ -255,6 +262,7 @@ def parse_profile(obj: Any, src: str = "profile") -> Profile:
             cost_spread=_dist(obj["cost_spread"], src, "cost_spread"), version=PROFILE_VERSION,
             source=obj.get("source") or {}, instrumentation=obj.get("instrumentation"),
             by_method=_by_method(obj.get("by_method") or {}, src),
+            verify_fill=_dist(obj["verify_fill"], src, "verify_fill") if obj.get("verify_fill") is not None else None,
         )
     except KeyError as exc:
         raise InputError(f"{src}: missing field {exc.args[0]!r}") from None

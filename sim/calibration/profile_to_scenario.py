@@ -126,8 +126,8 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
     if pipeline:
         feats = {"const": 1.0, "stages": float(n), "head_mparams": shape.head_mparams}
         cost["control"] = profile.control(**feats) * c0
-        cost["verify"] = profile.verify(**feats) * c0
         mt = profile.by_method.get(method)
+        cost["verify"] = (mt.verify if mt is not None and mt.verify is not None else profile.verify)(**feats) * c0
         if mt is not None and mt.collect is not None:
             # serial receive of the collected outputs after the draft (folded into verify: the simulator's
             # cycle is control + max(draft, stage path) + verify; when the stages are the critical path
@@ -193,9 +193,14 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
     if spread != "constant" and profile.cost_spread.cv > 0:
         for k in ("control", "verify"):
             c[k] = Latency("lognormal", cost[k], profile.cost_spread.cv)
+    fill = None
+    if pipeline and method in ("spd", "ppsd") and profile.verify_fill is not None:
+        f_ms = profile.verify_fill.mean_ms * c0
+        fill = TimeSpec.of(Latency("lognormal", f_ms, profile.cost_spread.cv)
+                           if spread != "constant" and profile.cost_spread.cv > 0 and f_ms > 0 else Latency.constant(f_ms))
     costs = CycleCosts(control=TimeSpec.of(c["control"]), verify=TimeSpec.of(c["verify"]),
                        bookkeeping=TimeSpec.of(c["bookkeeping"]), flush=TimeSpec.of(c["flush"]),
-                       control_hop=TimeSpec.of(c["control_hop"]))
+                       control_hop=TimeSpec.of(c["control_hop"]), verify_fill=fill)
     return Calibrated(scen, costs, tuple(notes))
 
 

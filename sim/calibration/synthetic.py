@@ -49,7 +49,7 @@ def synthetic_run(out_dir: str | Path, profile: Profile, shape: ModelShape, meth
                                "committed": [0], "new_token": 0, "t0_ns": ns(r.start_ms[k]), "t1_ns": ns(r.end_ms[k])})
             accepts = []
         else:
-            accepts = _convert(rec.events, p, n, ns, send_ms, events, cycles, seq)
+            accepts = _convert(rec.events, p, n, ns, send_ms, events, cycles, seq, method)
         prompt_recs.append({"prompt": p, "question_id": p, "prompt_tokens": 8, "N": tokens + 1, "K": res.cycles,
                             "R": res.refill_rejects, "rejects": res.rejects, "accepts": accepts,
                             "stop_reason": "max_new_tokens", "prefill_ns": 0, "decode_ns": int(round(res.time_ms * 1e6)),
@@ -81,7 +81,7 @@ def synthetic_run(out_dir: str | Path, profile: Profile, shape: ModelShape, meth
 
 
 def _convert(chrome: list[dict], prompt: int, n: int, ns, send_ms: float, events: list, cycles: list,
-             seq: dict[str, int]) -> list[int]:
+             seq: dict[str, int], method: str = "spd") -> list[int]:
     by_cycle: dict[int, list[dict]] = {}
     cyc_spans = []
     for e in chrome:
@@ -135,7 +135,8 @@ def _convert(chrome: list[dict], prompt: int, n: int, ns, send_ms: float, events
                 events.append({"rank": 0, "name": "recv", "prompt": prompt, "cycle": i, "t0_ns": ns(s),
                                "t1_ns": ns(s + d), "peer": s_rank, "bytes": 0, "link": link, "seq": k})
         outcome = c["args"].get("outcome", -1)
-        event = "fill" if outcome == -1 else ("accept" if outcome == 1 else "reject")
+        # as the executor labels them: an AR-pipeline step is "ar", an SPD cycle without a verification "fill"
+        event = "ar" if method == "ar_pipeline" else "fill" if outcome == -1 else ("accept" if outcome == 1 else "reject")
         if outcome in (0, 1):
             accepts.append(int(outcome))
         cycles.append({"prompt": prompt, "cycle": i, "control": "DISCARD" if prev_reject else "GO",

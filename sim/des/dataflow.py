@@ -200,6 +200,7 @@ class Controller:
         c = plan.costs
         ctrl, chop = sh.streams.get("control", c.control), sh.streams.get("control_hop", c.control_hop)
         draft, verify = sh.streams.get("draft", plan.draft), sh.streams.get("verify", c.verify)
+        fill_verify = sh.streams.get("verify_fill", c.verify_fill) if c.verify_fill is not None else None
         bookkeeping, flush = sh.streams.get("bookkeeping", c.bookkeeping), sh.streams.get("flush", c.flush)
         res = sh.resource(plan.controller_device)
         spd, ppsd, lag = plan.method == "spd", plan.method == "ppsd", sh.lag
@@ -253,7 +254,7 @@ class Controller:
             if draft_ev is not None and draft_ev.callbacks is not None:
                 yield draft_ev
             # -- everything this cycle needs is in: verify, (PPSD: draft), decide, flush, bookkeeping
-            v = verify.next()
+            v = (fill_verify if fill_verify is not None and lag and ell < n else verify).next()
             busy_verify += v
             tail = 0.0  # serial controller work still to run (scheduled as one wait where nothing can interleave)
             if res is not None:

@@ -101,7 +101,13 @@ def run_pipeline(plan: PipelinePlan, tokens: int, streams: StreamSet, acc: Accep
         draft = streams.get("draft", plan.draft).take(k)
         busy["draft"] = float(draft.sum())
         dur += np.maximum(draft, stage_part) if plan.method == "spd" else stage_part + draft
-    verify = streams.get("verify", c.verify).take(k)
+    if plan.method != "ar_pipeline" and c.verify_fill is not None:  # no token finishes while the pipeline fills
+        fill = in_flight < n
+        verify = np.empty(k)
+        verify[~fill] = streams.get("verify", c.verify).take(int((~fill).sum()))
+        verify[fill] = streams.get("verify_fill", c.verify_fill).take(int(fill.sum()))
+    else:
+        verify = streams.get("verify", c.verify).take(k)
     busy["verify"] = float(verify.sum())
     dur += verify + streams.get("bookkeeping", c.bookkeeping).take(k)
     nflush = int(flush.sum())

@@ -28,7 +28,9 @@ class CycleCosts:
     ``bookkeeping``: KV/bookkeeping and the end-of-cycle sync (scenario: none, 0);
     ``flush``: extra work on a reject (DISCARD broadcast, KV crop) (scenario: none, 0);
     ``control_hop``: latency of the GO broadcast reaching the stages (scenario: none, 0 - the
-    published fixed cost includes it in ``control``).
+    published fixed cost includes it in ``control``);
+    ``verify_fill``: the controller's work in an SPD/PPSD cycle in which no token finishes (the pipeline
+    filling after the prefill or a flush: no head, no verification); None = ``verify`` (scenario: none).
     The closed form's ``cycle_overhead + verify`` is ``control + verify + bookkeeping`` here.
     """
 
@@ -37,6 +39,7 @@ class CycleCosts:
     bookkeeping: TimeSpec = TimeSpec()
     flush: TimeSpec = TimeSpec()
     control_hop: TimeSpec = TimeSpec()
+    verify_fill: TimeSpec | None = None
 
     @staticmethod
     def from_scenario(scenario: Scenario) -> "CycleCosts":
