@@ -245,11 +245,11 @@ class Comm:
     POLL_S = 2e-5
 
     def _wait_on_device(self, work, device: torch.device, what: str) -> None:
-        """An NCCL receive, bounded by the timeout but without ``work.wait(timeout)``: with a timeout that call
-        polls completion with a sleep of a millisecond or more between checks, which made every receive on
-        the critical path up to that much late (rank 0's receive of the final hidden state ended 0.3-0.6 ms
-        after the sender's send, docs/perf-notes.md). ``wait()`` without one only makes this thread's stream
-        wait for the receive; an event behind it is polled here every ``POLL_S``."""
+        """An NCCL receive, bounded by the timeout but without ``work.wait(timeout)``: receives waited that way
+        returned 0.3-0.6 ms after the sender's send ended (rank 0's receive of the final hidden state, on the
+        critical path every cycle; docs/perf-notes.md), most likely because with a timeout that call sleeps
+        between completion checks. ``wait()`` without one only makes this thread's stream wait for the receive;
+        an event behind it is polled here every ``POLL_S``."""
         try:
             work.wait()
         except RuntimeError as exc:
