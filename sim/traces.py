@@ -20,7 +20,6 @@ SUPPORTED_VERSIONS = (1,)
 TRACE_FILE = "trace.jsonl"
 
 
-
 def process_layout(devices: list[str], procs: list[int]) -> str:
     """How an executor run mapped ranks to processes, for the ranks that share a device: ``per-device`` (each
     device's ranks in one process, one thread each; also when no two ranks share a device), ``per-rank`` (every
@@ -39,6 +38,7 @@ def header_process_layout(h: dict) -> str:
     if devs and procs and len(devs) == len(procs):
         return process_layout(list(devs), list(procs))
     return "per-device" if str(h.get("controller_process", "")).startswith("shared") else "per-rank"
+
 
 @dataclass(frozen=True)
 class Event:

@@ -4,19 +4,21 @@ Two planes, one process group (``cpu:gloo,cuda:nccl`` on GPU, ``gloo`` on CPU):
 
 - the **control plane** (control messages, clock pings, trace gathering) is CPU int64 tensors over gloo: the
   stages need these values on the host anyway (positions, crop lengths, which stages are active);
-- the **data plane** (hidden states) goes straight over NCCL between ranks on *different* GPUs. Ranks that
-  share one GPU cannot talk NCCL to each other (NCCL refuses two ranks of one communicator on the same
-  device), so their hidden states are staged through host memory: device->host copy, gloo, host->device.
-  That costs two copies and a TCP round on the same host; the traces record it as an ordinary hop.
+- the **data plane** (hidden states) goes straight over NCCL between ranks on *different* GPUs. Ranks of one
+  process hand them over in memory (below). Ranks that share one GPU from different processes
+  (``--process-per-rank``) cannot talk NCCL to each other (NCCL refuses two ranks of one communicator on the
+  same device), so their hidden states are staged through host memory: device->host copy, gloo,
+  host->device. That costs two copies and a TCP round on the same host; the traces record it as an ordinary hop.
 
 Every receive waits at most ``timeout_s``: a dead or hung peer turns into ``PeerError`` on every rank that
 waits for it, never into a silent hang.
 
-Ranks and processes: ``procs[r]`` is the process of rank r. Usually every rank is its own process; when the
-controller and stage 1 share a device they share a process (two threads, each with its own ``Comm`` view and
-CUDA stream), and what they send each other goes through an in-process ``Loopback`` (a device tensor and a
-CUDA event: no copy through the host, no time-slicing of the GPU between two contexts). Then every pair of
-ranks in different processes talks over its own two-rank group: two threads must never share one NCCL
+Ranks and processes: ``procs[r]`` is the process of rank r (``RunConfig.rank_processes``: on CUDA the ranks
+placed on one GPU share a process, one thread each with its own ``Comm`` view and CUDA stream; on CPU the
+controller hosts stage 1). What ranks of one process send each other goes through an in-process ``Loopback``
+(a device tensor and a CUDA event: no copy through the host, no time-slicing of the GPU between two
+contexts). When a process hosts several ranks, every pair of ranks in different processes talks over its own
+two-rank group: two threads must never share one NCCL
 communicator, whose operations run in issue order on one stream (a send queued by one thread would block a
 receive queued by the other). Invariant in that mode: no device-wide synchronisation (``torch.cuda.synchronize``,
 ``empty_cache``) once decoding has begun: it would wait for the other thread's NCCL send, which completes only
@@ -113,6 +115,8 @@ class Loopback:
 
 class Comm:
     """This rank's view of the group: ``devices[r]`` is rank r's torch device string, ``procs[r]`` its process."""
+
+    POLL_S = 2e-5  # how often a device-side receive (``_wait_on_device``) checks for completion
 
     def __init__(self, rank: int, world_size: int, devices: list[str], timeout_s: float,
                  procs: list[int] | None = None, loop: Loopback | None = None,
@@ -241,8 +245,6 @@ class Comm:
             self._wait(dist.irecv(host, self.procs[src], **self._dist_args(src)), f"hidden state from rank {src}")
             out.copy_(host, non_blocking=False)
         return out
-
-    POLL_S = 2e-5
 
     def _wait_on_device(self, work, device: torch.device, what: str) -> None:
         """An NCCL receive, bounded by the timeout but without ``work.wait(timeout)``: receives waited that way

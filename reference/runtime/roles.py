@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from sim.errors import InputError
+from sim.traces import process_layout
 
 from ..spd_controller import stage_bounds
 from ..verify import SamplingConfig
@@ -24,7 +25,6 @@ from .output import summary_line, write_run
 from .parts import keep_only, load_target, make_draft, make_plan, plan_anchors
 from .tracing import Recorder, device_name, environment, host_info
 from .worker import one_line, report_failure
-from sim.traces import process_layout
 
 
 _SETUP_LOCK = threading.Lock()  # ranks of one process load and capture CUDA graphs one at a time
@@ -267,7 +267,7 @@ def _header(cfg: RunConfig, model, plan, parts: list[dict], comm: Comm | None) -
     return {"created_unix_s": time.time(), "method": cfg.method, "n_stages": cfg.stages,
             "placement": cfg.placement, "rank_devices": devices, "rank_processes": cfg.rank_processes(),
             "controller_process": ("shared with stage 1 (a thread on its own CUDA stream)"
-                                   if cfg.process_count < cfg.world_size else "separate"),
+                                   if cfg.rank_processes()[1:2] == [0] else "separate"),
             "process_layout": process_layout(devices, cfg.rank_processes()),
             "kernels": cfg.resolved_kernels(),
             "device_names": [p["device_name"] for p in parts], "hosts": [p["host"]["hostname"] for p in parts],

@@ -84,7 +84,10 @@ def sh_parallel(cmds: list[list[str]], log: Path, timeout: float) -> int:
     return next((rc for rc in rcs if rc != 0), 0)
 
 
-def pack(ckpt_dir: Path, out: Path, limit: int = 15 << 20) -> list[Path]:
+RETURN_LIMIT = 15 << 20  # files come back from a device call at 16 MiB each at most
+
+
+def pack(ckpt_dir: Path, out: Path, limit: int = RETURN_LIMIT) -> list[Path]:
     """Checkpoints into tars of at most ``limit`` bytes (device calls return files of at most 16 MiB)."""
     dirs = sorted(d for d in ckpt_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
     groups, cur, size = [], [], 0
@@ -119,12 +122,13 @@ def train(a: argparse.Namespace, out: Path, log: Path) -> int:
         print(f"train_and_eval: --extra-data: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     generate = not all(d.is_file() for d in data)
+    data_seed = a.data_seed if a.data_seed is not None else a.seed
     if generate:
         gen_budget = a.gen_budget_s or min(150.0, a.budget_s * 0.25)
         small = ["--topics", "2", "--self-instruct", "1", "--doc-prompts", "2", "--max-prompts", "6",
                  "--max-new-tokens", "12"] if a.smoke else ["--self-instruct", str(a.self_instruct)]
         rc = sh_parallel([[PY, "-m", "reference.training.make_data", "--model", a.model, "--out", str(data[i]),
-                           "--seed", str(a.data_seed if a.data_seed is not None else a.seed), "--shard", f"{i}/{G}",
+                           "--seed", str(data_seed), "--shard", f"{i}/{G}",
                            "--budget-s", str(gen_budget),
                            "--gen-batch", "384", "--no-progress"] + small for i in range(G)], log,
                          timeout=gen_budget + 120)
@@ -157,11 +161,11 @@ def train(a: argparse.Namespace, out: Path, log: Path) -> int:
                     + (["--max-steps", "2", "--tower-ffn", "32", "--agg-rank", "8", "--draft-vocab", "256",
                         "--holdout", "1"] if a.smoke else []))
     rc = sh_parallel(cmds, log, timeout=max(60.0, left + 60))
-    tag = f"_seed{a.data_seed if a.data_seed is not None else a.seed}"
+    tag = f"_seed{data_seed}"
     for d in data:
         if d.with_suffix(".json").is_file():
             (out / (d.stem + tag + ".json")).write_bytes(d.with_suffix(".json").read_bytes())
-        if generate and d.is_file() and d.stat().st_size <= 15 * 2**20:  # what comes back from a call: 16 MiB a file
+        if generate and d.is_file() and d.stat().st_size <= RETURN_LIMIT:
             (out / (d.stem + tag + ".safetensors")).write_bytes(d.read_bytes())
     if (work / "ckpt").is_dir():
         for t in pack(work / "ckpt", out):

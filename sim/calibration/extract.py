@@ -25,7 +25,7 @@ Definitions (all durations in ms, on rank 0's clock; docs/calibration.md):
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +128,8 @@ class RunMeasurement:
     # processes. Timings of different variants are not interchangeable: profiles fit one variant.
     kernels: str = "reference"  # traces written before the header had the field ran the reference kernels
     processes: str = "per-rank"  # per-device | per-rank | mixed (sim.traces.process_layout)
-    draft_graphs: bool = False  # the draft forward replayed from CUDA graphs (--draft-graphs)
+    draft_graphs: bool = False  # the draft forward replayed from CUDA graphs (the CUDA default since session 3)
+    ar_step_ms: list[float] = field(default_factory=list)
 
     @property
     def runtime(self) -> str:
@@ -154,19 +155,16 @@ class RunMeasurement:
         profile predates the record)."""
         if not variants:
             return True
-        same = [v for v in variants if v["kernels"] == self.kernels]
-        if self.method == "ar":
-            return bool(same)
-        pipe = [v for v in same if v["method"] != "ar" and v["processes"] == self.processes]
-        spd = [v for v in pipe if v["method"] == "spd"]
-        if self.method == "spd" and spd:
-            return any(v["draft_graphs"] == self.draft_graphs for v in spd)
-        return bool(pipe)
+        fitted = [replace(self, **v) for v in variants]
+        if self.method != "ar":  # a pipeline run needs a pipeline run of its variant; an SPD run an SPD run if any
+            fitted = [f for f in fitted if f.method != "ar"]
+            spd = [f for f in fitted if f.method == "spd"]
+            fitted = spd if self.method == "spd" and spd else fitted
+        return any(self.same_variant(f) for f in fitted)
 
     @property
     def fittable(self) -> bool:
         return self.method == "ar" or self.trace_level == "full"
-    ar_step_ms: list[float] = field(default_factory=list)
 
     @property
     def decode_tokens(self) -> int:
@@ -288,9 +286,9 @@ def _pipeline_samples(tr: Trace, m: RunMeasurement) -> None:
     between = [(hop.recv.t1_ns - max(hop.send.t1_ns, hop.recv.t0_ns)) for hop in tr.hops()
                if hop.send.cycle > 0 and hop.send.extra.get("what") == "hidden"
                and m.link_type(*(int(x) for x in hop.link.split("->"))) == m.link_type(m.n, 0)]
-    final_sent = {} if not between else {  # no stage-to-stage hop measured: verify starts at the receive's end
-        (e.prompt, e.cycle): e.t1_ns + max(int(np.median(between)), 0)
-        for e in tr.select("send", m.n) if e.extra.get("link") == final_link}
+    hop_ns = max(int(np.median(between)), 0) if between else None
+    final_sent = {} if hop_ns is None else {  # no stage-to-stage hop measured: verify starts at the receive's end
+        (e.prompt, e.cycle): e.t1_ns + hop_ns for e in tr.select("send", m.n) if e.extra.get("link") == final_link}
     for e in tr.events:
         if e.cycle <= 0:
             continue  # prefill / warm-up

@@ -189,18 +189,17 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
     scen = parse_scenario(obj, f"profile:{name or method}")
     if acceptance is not None:
         scen = replace(scen, acceptance=acceptance)
+    if pipeline and method in ("spd", "ppsd") and profile.verify_fill is not None:
+        cost["verify_fill"] = profile.verify_fill.mean_ms * c0  # a cycle in which no token finishes (no head)
     c = {k: Latency.constant(v) for k, v in cost.items()}
     if spread != "constant" and profile.cost_spread.cv > 0:
-        for k in ("control", "verify"):
-            c[k] = Latency("lognormal", cost[k], profile.cost_spread.cv)
-    fill = None
-    if pipeline and method in ("spd", "ppsd") and profile.verify_fill is not None:
-        f_ms = profile.verify_fill.mean_ms * c0
-        fill = TimeSpec.of(Latency("lognormal", f_ms, profile.cost_spread.cv)
-                           if spread != "constant" and profile.cost_spread.cv > 0 and f_ms > 0 else Latency.constant(f_ms))
+        for k in ("control", "verify", "verify_fill"):
+            if cost.get(k, 0.0) > 0:
+                c[k] = Latency("lognormal", cost[k], profile.cost_spread.cv)
     costs = CycleCosts(control=TimeSpec.of(c["control"]), verify=TimeSpec.of(c["verify"]),
                        bookkeeping=TimeSpec.of(c["bookkeeping"]), flush=TimeSpec.of(c["flush"]),
-                       control_hop=TimeSpec.of(c["control_hop"]), verify_fill=fill)
+                       control_hop=TimeSpec.of(c["control_hop"]),
+                       verify_fill=TimeSpec.of(c["verify_fill"]) if "verify_fill" in c else None)
     return Calibrated(scen, costs, tuple(notes))
 
 

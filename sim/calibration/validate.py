@@ -7,7 +7,7 @@ predicts each prompt's decode time; the closed form (steady state at the run's a
 N) is reported beside it. Speedup = tokens/s over single-device AR tokens/s of the same model shape:
 measured against a measured AR run in the set (same kernels; same trace level where there is one), predicted
 against the held-out profile's AR step. Profiles are fitted on runs of the held-out run's executor variant
-(kernels, controller process) only.
+(kernels, process layout, draft execution: ``RunMeasurement.same_variant``) only.
 """
 from __future__ import annotations
 
