@@ -343,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gguf", default=None, help="x4-default-model: path of the default model's GGUF")
     ap.add_argument("--prompt-set", default="mt_bench",
                     help="x4-default-model: text prompt set or JSONL file (the real tokenizer encodes it)")
+    ap.add_argument("--stop-after-failures", type=int, default=2,
+                    help="stop launching after this many failed runs in a row (a broken build fails every run, "
+                         "and each failure can take the 180-s run timeout)")
     ap.add_argument("--list", action="store_true", help="print the plan (name, call, placement, estimate) and exit")
     args = ap.parse_args(argv)
     if args.list:
@@ -393,7 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
     outcomes: list[Outcome] = []
     skipped: list[str] = []
+    failed_in_a_row = 0
     for spec in matrix:
+        if failed_in_a_row >= args.stop_after_failures:
+            print(f"[skip] {spec.name}: {failed_in_a_row} runs failed in a row", flush=True)
+            skipped.append(spec.name)
+            continue
         left = args.budget_s - (time.monotonic() - t_start)
         # multi-GPU plans: skip a run whose estimated launch time no longer fits (the device call has a hard limit)
         need = estimate_s(spec) if args.plan != "x2" and not args.smoke else 15.0
@@ -404,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         o = run_one(spec, work, prompts, device, args.max_new_tokens, timeout_s=min(180.0, max(left, 30.0)), env=env,
                     prompt_args=prompt_args)
         outcomes.append(o)
+        failed_in_a_row = 0 if o.ok else failed_in_a_row + 1
         tps = o.summary.get("decode_tokens_per_s")
         print(f"[{time.monotonic() - t_start:6.1f} s] {spec.name}: "
               + (f"{tps:.1f} tok/s ({o.wall_s:.1f} s)" if o.ok else f"FAILED {o.error}"), flush=True)
