@@ -51,6 +51,9 @@ def report_failure(exc: Exception, who: str) -> int:
         _last_words(f"{exc}")
         return INPUT_ERROR_EXIT
     if isinstance(exc, PeerError):
+        # Every thread's stack into the log first: when a peer timed out, the other rank this process hosts
+        # may be the one that hung, and only its stack shows where.
+        faulthandler.dump_traceback(all_threads=True)
         _last_words(f"{who}: {exc}")
         return PEER_ERROR_EXIT
     traceback.print_exc()
