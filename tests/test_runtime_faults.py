@@ -199,3 +199,19 @@ def test_polled_nccl_wait_orders_the_stream_only_after_completion():
     assert time.monotonic() - t0 < 2.0
     with pytest.raises(PeerError, match="peer gone: NCCL error: remote process exited"):
         comm._wait_polled(_Work(polls=0, fail=True), "hidden state from rank 1")
+
+
+def test_prefill_launch_signal_only_where_rank0_would_post_a_spinning_receive_first():
+    """Rank 0 waits for stage 1's prefill launch only when it hosts stage 1 and gets nothing from it at prefill
+    (AR pipeline); with anchors from stage 0 (SPD) the receive order already serialises the two."""
+    from reference.runtime.comm import Comm
+    from reference.runtime.stage import prefill_needs_launch_signal
+    from reference.spd_controller import PipelinePlan
+
+    ar_plan = PipelinePlan(8, ((0, 4), (4, 8)))             # anchors (0,): stage 0 reports nothing
+    spd_plan = PipelinePlan(8, ((0, 4), (4, 8)), (0, 2, 6))  # stage 0 reports anchor 2
+    shared = Comm(0, 3, ["cpu"] * 3, 1.0, procs=[0, 0, 1])
+    apart = Comm(0, 3, ["cpu"] * 3, 1.0, procs=[0, 1, 2])
+    assert prefill_needs_launch_signal(shared, ar_plan)
+    assert not prefill_needs_launch_signal(shared, spd_plan)
+    assert not prefill_needs_launch_signal(apart, ar_plan)

@@ -21,6 +21,7 @@ from ..spd_controller import (ControlKind, ControlMessage, CycleOutputs, Pipelin
 from ..verify import SamplingConfig, Verifier
 from .comm import Comm, Op, Wire
 from .launch import Watchdog
+from .stage import prefill_needs_launch_signal
 from .tracing import Recorder
 
 
@@ -73,6 +74,8 @@ class ControllerRank:
         P = len(ids)
         self._broadcast(Op.PREFILL, prompt, ControlMessage(ControlKind.GO, 0, position=P))
         self.comm.send_ints(torch.tensor(ids, dtype=torch.int64), 1)
+        if prefill_needs_launch_signal(self.comm, self.plan):
+            self.comm.recv_ints(1, 1, "stage 1's prefill launch")
         hidden = {}
         for s in range(self.n):
             if self.plan.stage_collect(s):

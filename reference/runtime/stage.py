@@ -109,6 +109,8 @@ class StageRank:
             out, hidden = self.stage(h, torch.arange(P), self.cache, self.collect)
         self.rec.add("prefill_forward", t0, self.rec.now(), tokens=P)
         self._emit(out, hidden)
+        if self.s == 0 and prefill_needs_launch_signal(self.comm, self.plan):
+            self.comm.send_ints(torch.ones(1, dtype=torch.int64), 0)
 
     def _cycle(self, msg) -> None:
         if msg.kind is ControlKind.DISCARD:
@@ -132,3 +134,16 @@ class StageRank:
         out, hidden = self.step.step(x, position)
         self.rec.add("forward", t0, self.rec.now(), position=position)
         self._emit(out, hidden, downstream_first)
+
+
+def prefill_needs_launch_signal(comm: Comm, plan: PipelinePlan) -> bool:
+    """True when rank 0 must wait for stage 1 to have *launched* its prefill before it posts a receive.
+
+    Rank 0 and stage 1 share a process (one process per GPU, or the CPU layout) and stage 1 sends rank 0
+    nothing at prefill (AR pipeline: only the last stage reports). Otherwise rank 0 would post its NCCL
+    receive from the last stage at once, and that kernel spins on the GPU until the prompt has gone through
+    every stage. Stage 1's prefill meanwhile launches kernels of a shape it may not have run yet (each prompt
+    length is new), and with CUDA's lazy module loading (the default) loading a kernel waits for the GPU's
+    queue to drain: a deadlock (seen on 4x H200, session 4: AR pipeline n=4, prompts of different lengths).
+    With anchors to collect, rank 0 receives stage 1's rows first, which orders the two the same way."""
+    return comm.procs[0] == comm.procs[1] and not plan.stage_collect(0)
