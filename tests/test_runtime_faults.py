@@ -169,38 +169,6 @@ def test_failing_rank_thread_ends_the_run_at_once(tmp_path):
     assert _workers_of(str(out / "config.json")) == []
 
 
-class _Work:
-    """Stands in for an NCCL work handle: completes after ``polls`` checks (never when None)."""
-
-    def __init__(self, polls: int | None, fail: bool = False) -> None:
-        self.polls, self.fail, self.checks, self.waited = polls, fail, 0, False
-
-    def is_completed(self) -> bool:
-        if self.fail:
-            raise RuntimeError("NCCL error: remote process exited\nmore detail")
-        self.checks += 1
-        return self.polls is not None and self.checks > self.polls
-
-    def wait(self) -> None:
-        assert self.polls is not None and self.checks > self.polls, "the stream waited before completion"
-        self.waited = True
-
-
-def test_polled_nccl_wait_orders_the_stream_only_after_completion():
-    from reference.runtime.comm import Comm, PeerError
-
-    comm = Comm(0, 2, ["cpu", "cpu"], timeout_s=0.2)
-    done = _Work(polls=3)
-    comm._wait_polled(done, "hidden state from rank 1")
-    assert done.waited and done.checks == 4
-    t0 = time.monotonic()
-    with pytest.raises(PeerError, match="no hidden state from rank 1 within 0.2 s"):
-        comm._wait_polled(_Work(polls=None), "hidden state from rank 1")
-    assert time.monotonic() - t0 < 2.0
-    with pytest.raises(PeerError, match="peer gone: NCCL error: remote process exited"):
-        comm._wait_polled(_Work(polls=0, fail=True), "hidden state from rank 1")
-
-
 def test_prefill_launch_signal_only_where_rank0_would_post_a_spinning_receive_first():
     """Rank 0 waits for stage 1's prefill launch only when it hosts stage 1 and gets nothing from it at prefill
     (AR pipeline); with anchors from stage 0 (SPD) the receive order already serialises the two."""

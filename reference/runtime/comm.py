@@ -120,7 +120,7 @@ class Loopback:
 class Comm:
     """This rank's view of the group: ``devices[r]`` is rank r's torch device string, ``procs[r]`` its process."""
 
-    POLL_S = 2e-5  # how often an NCCL send/receive (``_wait_polled``) is checked for completion
+    POLL_S = 2e-5  # how often a device-side receive (``_wait_on_device``) checks for completion
 
     def __init__(self, rank: int, world_size: int, devices: list[str], timeout_s: float,
                  procs: list[int] | None = None, loop: Loopback | None = None,
@@ -217,7 +217,7 @@ class Comm:
             ring.append([buf, None])
         buf, work = ring[slot]
         if work is not None:
-            (self._wait_polled if on_device else self._wait)(work, f"completion of an earlier send to rank {dst}")
+            self._wait(work, f"completion of an earlier send to rank {dst}")
         buf.copy_(t)  # device->host copies are synchronous: complete before gloo reads the buffer
         try:
             ring[slot][1] = dist.isend(buf, self.procs[dst], **self._dist_args(dst))
@@ -230,8 +230,7 @@ class Comm:
         for key, ring in list(self._rings.items()):
             for entry in ring:
                 if entry[1] is not None:
-                    wait = self._wait_polled if entry[0].is_cuda else self._wait  # NCCL (device buffer) or gloo
-                    wait(entry[1], f"completion of a send to rank {key[0]}")
+                    self._wait(entry[1], f"completion of a send to rank {key[0]}")
                     entry[1] = None
             if len(key[1]) >= 2 and key[1][-2] > 1:
                 del self._rings[key], self._ring_pos[key]
@@ -241,8 +240,8 @@ class Comm:
         if self.local(src):
             _restore(self.loop.get(src, self.rank, self.timeout_s, "hidden state"), out)
         elif self.direct(src):
-            self._wait_polled(dist.irecv(out, self.procs[src], **self._dist_args(src)),
-                              f"hidden state from rank {src}")
+            self._wait_on_device(dist.irecv(out, self.procs[src], **self._dist_args(src)), out.device,
+                                 f"hidden state from rank {src}")
         elif not out.is_cuda:
             self._wait(dist.irecv(out, self.procs[src], **self._dist_args(src)), f"hidden state from rank {src}")
         else:
@@ -251,28 +250,26 @@ class Comm:
             out.copy_(host, non_blocking=False)
         return out
 
-    def _wait_polled(self, work, what: str) -> None:
-        """An NCCL send or receive, bounded by the timeout, without ``work.wait(timeout)``: receives waited that way
+    def _wait_on_device(self, work, device: torch.device, what: str) -> None:
+        """An NCCL receive, bounded by the timeout but without ``work.wait(timeout)``: receives waited that way
         returned 0.3-0.6 ms after the sender's send ended (rank 0's receive of the final hidden state, on the
-        critical path every cycle; docs/perf-notes.md), most likely because that call sleeps between completion
-        checks. Here the host polls the operation's completion every ``POLL_S`` and only then lets this thread's
-        stream wait on it (a no-op by then). Why not earlier: the controller's thread runs on the legacy default
-        stream, which blocking streams and synchronous copies of this process serialise with; a wait queued
-        there for a receive that needs this process's other rank (stage 1) to send first can then stall that
-        rank. An AR-pipeline prefill hung on 4x H200 (session 4) with the earlier version, which queued the
-        stream wait first and then polled an event; this is the likely cause (inferred, not instrumented)."""
-        deadline = time.monotonic() + self.timeout_s
+        critical path every cycle; docs/perf-notes.md), most likely because with a timeout that call sleeps
+        between completion checks. ``wait()`` without one only makes this thread's stream wait for the receive;
+        an event behind it is polled here every ``POLL_S``. First run on GPUs in session 4 (4x H200): every
+        run lossless, the receive's lag after the send down to the hop's own cost (docs/perf-notes.md)."""
         try:
-            while not work.is_completed():
-                if time.monotonic() > deadline:
-                    raise PeerError(f"no {what} within {self.timeout_s:g} s or peer gone")
-                time.sleep(self.POLL_S)
             work.wait()
         except RuntimeError as exc:
             raise PeerError(f"no {what} or peer gone: {_short(exc)}") from None
+        done = torch.cuda.Event()
+        done.record(torch.cuda.current_stream(device))
+        deadline = time.monotonic() + self.timeout_s
+        while not done.query():
+            if time.monotonic() > deadline:
+                raise PeerError(f"no {what} within {self.timeout_s:g} s or peer gone")
+            time.sleep(self.POLL_S)
 
     def _wait(self, work, what: str) -> None:
-        """A gloo operation (host buffers): blocking wait, bounded by the timeout."""
         try:
             work.wait(timeout=self._timeout)
         except RuntimeError as exc:
