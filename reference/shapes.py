@@ -69,3 +69,15 @@ def shape_config(name: str, max_seq_len: int | None = None) -> ModelConfig:
     if max_seq_len is not None:
         config = dataclasses.replace(config, max_seq_len=max_seq_len)
     return config
+
+
+# Peak HBM bandwidth (TB/s) by GPU name, for roofline percentages; the first key found in the name wins.
+_HBM_TB_S = {"H200": 4.8, "H100 PCIe": 2.0, "H100": 3.35}
+
+
+def hbm_tb_s(device_name: str) -> float:
+    """Peak HBM bandwidth of the named GPU in TB/s (H100 SXM's 3.35 when the name is not known)."""
+    for key, tb in _HBM_TB_S.items():
+        if key in device_name:
+            return tb
+    return 3.35

@@ -96,3 +96,23 @@ def test_per_layer_time_of_a_same_dimension_shape():
                     per_shape_layer_ms={"smollm2-135m:d576:ffn1536:h9/3x64:v49152": 0.067})
     assert st.layer_ms("SmolLM2 135M Instruct:d576:ffn1536:h9/3x64:v49152", 3.54) == 0.067
     assert st.layer_ms("other:d640:ffn1536:h9/3x64:v49152", 3.54) == pytest.approx(0.01 + 0.02 * 3.54)
+
+
+H200 = Path(__file__).parents[1] / "traces"
+TWO_GPU = sorted(str(p) for p in (H200 / "h200x4_2gpu").glob("*") if "_cycle" not in p.name)
+FOUR_GPU = sorted(str(p) for p in (H200 / "h200x4").glob("*") if "_cycle" not in p.name)
+
+
+@pytest.mark.skipif(len(TWO_GPU) < 30 or len(FOUR_GPU) < 11, reason="committed 4x H200 traces not present")
+def test_four_gpu_runs_forecast_from_two_gpu_runs_of_the_same_host():
+    """Issue 8's forecast (session 4, 4x H200): calibrated on the 2-GPU runs only (n=2, and n=3/4 with two
+    stages on a GPU), every 4-GPU run (n=4, one stage per GPU) predicted within the calibration goal:
+    median 1.8%, max 5.1% when written (reports/h200x4/forecast_from_2gpu)."""
+    prof = fit_profile(load_runs(TWO_GPU))
+    # The control broadcast grows with the number of stages; only the n=3/4 two-GPU runs show how fast
+    # (a profile of the n=2 runs alone over-predicted the 4-GPU SPD runs by 24-31%).
+    assert prof.control.coef.get("stages", 0.0) > 0.03, prof.control.coef
+    s = error_summary(validate_runs(load_runs(FOUR_GPU), profile=prof))
+    assert s["predicted"] == 11
+    assert s["median_abs_rel_error"] <= 0.03, s
+    assert s["max_abs_rel_error"] <= 0.07, s

@@ -35,18 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, w
 
 from reference.loaders import load_model, resolve_device_dtype  # noqa: E402
 from reference.model import OneTokenStep, Transformer  # noqa: E402
+from reference.shapes import hbm_tb_s  # noqa: E402
 from sim.errors import InputError  # noqa: E402
 from sim.io import atomic_write_json  # noqa: E402
 
 DEFAULT_SHAPES = ["qwen3-4b", "llama-3.1-8b", "qwen3-0.6b", "smollm2-135m"]
-_HBM_TB_S = {"H200": 4.8, "H100 PCIe": 2.0, "H100": 3.35}  # first match in the device name wins
-
-
-def hbm_tb_s(device_name: str) -> float:
-    for key, tb in _HBM_TB_S.items():
-        if key in device_name:
-            return tb
-    return 3.35
 
 
 def bytes_read_per_token(model: Transformer) -> dict[str, int]:

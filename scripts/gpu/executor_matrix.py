@@ -42,7 +42,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-HBM_BYTES_PER_S = 3.35e12  # H100 SXM (SPEC.md 3)
 PART_LIMIT_BYTES = 15 * 1024 * 1024
 DRAFT_VOCAB = 32768  # the replay draft's inner (untrained) PDM head: a 32k draft vocabulary, as EAGLE-3 / SPD use
 TINY = ('random:custom:{"name":"tiny","vocab_size":211,"hidden_size":64,"intermediate_size":128,"num_layers":8,'
@@ -246,18 +245,20 @@ def run_one(spec: Spec, work: Path, prompts: Path | str, device: str, max_new_to
     return Outcome(spec, True, wall, json.loads((run_dir / "summary.json").read_text()))
 
 
-def roofline_ms(shape: str) -> float | None:
-    """Weights one decode step must read (bf16), over HBM bandwidth. The untied input embedding is not read."""
+def roofline_ms(shape: str, hbm_tb_s: float) -> float | None:
+    """Weights one decode step must read (bf16), over HBM bandwidth (TB/s). The untied input embedding is not
+    read."""
     if not shape.startswith("random:") or shape.startswith("random:custom"):
         return None
     from reference.shapes import SHAPES
 
     c = SHAPES[shape[len("random:"):]]
     params = c.num_params - (0 if c.tie_word_embeddings else c.vocab_size * c.hidden_size)
-    return 2 * params / HBM_BYTES_PER_S * 1e3
+    return 2 * params / (hbm_tb_s * 1e12) * 1e3
 
 
-def table(outcomes: list[Outcome]) -> tuple[str, list[dict]]:
+def table(outcomes: list[Outcome], hbm_tb_s: float = 3.35) -> tuple[str, list[dict]]:
+    """The summary table; ``hbm_tb_s``: the GPU's peak HBM bandwidth, for the AR runs' roofline share."""
     base = {}
     for o in outcomes:  # single-device AR with the same trace level and kernels is each shape's denominator
         if o.ok and o.spec.method == "ar":
@@ -278,7 +279,7 @@ def table(outcomes: list[Outcome]) -> tuple[str, list[dict]]:
         speedup = tps / ar if ar else None
         lacc = s.get("l_acc_mean_of_ratios") if o.spec.method == "spd" else (1.0 if o.spec.method == "ar" else None)
         ratio = speedup / lacc if speedup and lacc else None
-        roof = roofline_ms(o.spec.shape)
+        roof = roofline_ms(o.spec.shape, hbm_tb_s)
         roof_pct = 100 * roof / s["decode_ms_per_token"] if roof and o.spec.method == "ar" else None
         row.update({"decode_tokens_per_s": tps, "decode_ms_per_token": s["decode_ms_per_token"],
                     "speedup_vs_ar": speedup, "l_acc": lacc, "speedup_over_l_acc": ratio,
@@ -367,12 +368,16 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, NCCL_NVLS_ENABLE="0", PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     if args.smoke:
-        device, gpus, vocab = "cpu", 0, 211
+        device, gpus, vocab, gpu_name, bandwidth = "cpu", 0, 211, "-", 3.35
         args.max_new_tokens, args.prompts, args.prompt_len = min(args.max_new_tokens, 16), min(args.prompts, 2), 8
     else:
         import torch
 
+        from reference.shapes import hbm_tb_s
+
         device, gpus, vocab = "cuda", torch.cuda.device_count(), 49152
+        gpu_name = torch.cuda.get_device_name(0) if gpus else "?"
+        bandwidth = hbm_tb_s(gpu_name)
         if gpus < max(1, PLAN_GPUS[args.plan] if args.plan != "x2" else 1):
             print(f"executor_matrix: plan {args.plan} needs {PLAN_GPUS[args.plan]} GPUs, {gpus} visible "
                   "(use --smoke on CPU)", file=sys.stderr)
@@ -416,10 +421,10 @@ def main(argv: list[str] | None = None) -> int:
         tps = o.summary.get("decode_tokens_per_s")
         print(f"[{time.monotonic() - t_start:6.1f} s] {spec.name}: "
               + (f"{tps:.1f} tok/s ({o.wall_s:.1f} s)" if o.ok else f"FAILED {o.error}"), flush=True)
-    text, rows = table(outcomes)
+    text, rows = table(outcomes, bandwidth)
     (out / "matrix_summary.txt").write_text(text + "\n")
     (out / "matrix_summary.json").write_text(json.dumps(
-        {"device": device, "gpus": gpus, "rows": rows,
+        {"device": device, "gpus": gpus, "gpu_name": gpu_name, "hbm_tb_s": bandwidth, "rows": rows,
          **({"plan": args.plan, "call": args.call, "skipped": skipped} if args.plan != "x2" else {})}, indent=1))
     parts = pack(work, out)
     print(text)
