@@ -99,20 +99,61 @@ def test_per_layer_time_of_a_same_dimension_shape():
 
 
 H200 = Path(__file__).parents[1] / "traces"
-TWO_GPU = sorted(str(p) for p in (H200 / "h200x4_2gpu").glob("*") if "_cycle" not in p.name)
-FOUR_GPU = sorted(str(p) for p in (H200 / "h200x4").glob("*") if "_cycle" not in p.name)
+# the same host's 2-GPU runs of the 4-GPU runs' executor variant (fused kernels, one process per GPU, graphed draft)
+TWO_GPU = sorted(str(p) for p in (H200 / "h200x4_2gpu").glob("*") if not any(k in p.name for k in ("compiled", "separate")))
+FOUR_GPU = sorted(str(p) for p in (H200 / "h200x4").glob("*"))
 
 
-@pytest.mark.skipif(len(TWO_GPU) < 30 or len(FOUR_GPU) < 11, reason="committed 4x H200 traces not present")
+@pytest.mark.skipif(len(TWO_GPU) < 30 or len(FOUR_GPU) < 20, reason="committed 4x H200 traces not present")
 def test_four_gpu_runs_forecast_from_two_gpu_runs_of_the_same_host():
     """Issue 8's forecast (session 4, 4x H200): calibrated on the 2-GPU runs only (n=2, and n=3/4 with two
-    stages on a GPU), every 4-GPU run (n=4, one stage per GPU) predicted within the calibration goal:
-    median 1.8%, max 5.1% when written (reports/h200x4/forecast_from_2gpu)."""
-    prof = fit_profile(load_runs(TWO_GPU))
+    stages on a GPU, with their cycle-level twins), the 4-GPU runs (n=4, one stage per GPU) it never saw are
+    predicted within the calibration goal at full trace level (median 1.5%, max 5.6% when written), and
+    within 10% uninstrumented (random weights: median 5.2%, max 9.1%; reports/h200x4/forecast_from_2gpu)."""
+    from sim.calibration.validate import validate_runs
+
+    prof = fit_profile(load_runs(TWO_GPU, require_full=False))
     # The control broadcast grows with the number of stages; only the n=3/4 two-GPU runs show how fast
     # (a profile of the n=2 runs alone over-predicted the 4-GPU SPD runs by 24-31%).
     assert prof.control.coef.get("stages", 0.0) > 0.03, prof.control.coef
-    s = error_summary(validate_runs(load_runs(FOUR_GPU), profile=prof))
-    assert s["predicted"] == 11
-    assert s["median_abs_rel_error"] <= 0.03, s
-    assert s["max_abs_rel_error"] <= 0.07, s
+    four = load_runs(FOUR_GPU, require_full=False)
+    preds = validate_runs(four, profile=prof)
+    full = error_summary([p for p, r in zip(preds, four) if r.trace_level == "full"])
+    assert full["predicted"] == 11
+    assert full["median_abs_rel_error"] <= 0.03, full
+    assert full["max_abs_rel_error"] <= 0.07, full
+    wall = error_summary([p for p, r in zip(preds, four) if r.trace_level == "cycle" and r.method != "ar"
+                          and r.draft_source != "pdm"])
+    assert wall["predicted"] == 8
+    assert wall["median_abs_rel_error"] <= 0.07 and wall["max_abs_rel_error"] <= 0.10, wall
+
+
+@pytest.mark.skipif(len(TWO_GPU) < 30 or len(FOUR_GPU) < 20, reason="committed 4x H200 traces not present")
+def test_trace_overhead_from_twins_makes_uninstrumented_predictions_better(monkeypatch):
+    """`--trace full` synchronises at every event, so full-trace timings over-state the wall clock: by
+    0.1-0.9 ms per cycle at n=4 on 4x H200. Runs measured at both levels give that overhead; leave-one-
+    configuration-out over the same host's 2- and 4-GPU runs, the cycle-level (headline) pipeline runs are then
+    predicted with median 4.3%, max 18.4% (without it 10.5% / 29.9%, all too slow) when written."""
+    import sim.calibration.fit as fit
+    from sim.calibration.validate import validate_runs
+
+    paths = sorted(str(p) for d in ("h200x4", "h200x4_2gpu") for p in (H200 / d).glob("*"))
+    runs = load_runs(paths, require_full=False)
+    fused = [r for r in runs if "compiled" not in r.path and "separate" not in r.path]
+    prof = fit_profile(fused)
+    over = prof.trace_overhead_ms
+    assert prof.source["trace_overhead_pairs"] >= 10
+    assert 0 < over["spd"]["accept"] < over["spd"]["fill"] < 1.0 and 0.3 < over["ar_pipeline"]["ar"] < 1.2, over
+    assert len(prof.source["traces"]) == sum(r.fittable for r in fused) < len(fused)  # twins: overhead only
+
+    def headline_errors():
+        preds = validate_runs(runs)
+        return error_summary([p for p, r in zip(preds, runs) if r.trace_level == "cycle" and r.method != "ar"])
+
+    with_overhead = headline_errors()
+    monkeypatch.setattr(fit, "fit_trace_overhead", lambda rs: ({}, 0))
+    without = headline_errors()
+    assert with_overhead["predicted"] == without["predicted"] == 13
+    assert with_overhead["median_abs_rel_error"] <= 0.05, with_overhead
+    assert with_overhead["median_abs_rel_error"] < 0.6 * without["median_abs_rel_error"], (with_overhead, without)
+    assert with_overhead["max_abs_rel_error"] < without["max_abs_rel_error"], (with_overhead, without)

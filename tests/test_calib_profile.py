@@ -11,7 +11,7 @@ from sim.calibration.published import build_published_profile, forecast_rows, lo
 from sim.cli import main
 from sim.errors import InputError
 
-from test_calib_fit import true_profile
+from test_calib_fit import SMALL, true_profile
 
 
 def test_round_trip_and_environment_warning(tmp_path):
@@ -33,6 +33,8 @@ def test_round_trip_and_environment_warning(tmp_path):
     (lambda d: d["stage"].update(a0_ms="x"), "stage.a0_ms"),
     (lambda d: d.update(hops={"warp": {"mean_ms": 1}}), "hops"),
     (lambda d: d.pop("verify"), "verify"),
+    (lambda d: d.update(trace_overhead_ms={"spd": 0.3}), "trace_overhead_ms"),
+    (lambda d: d.update(trace_overhead_ms={"spd": {"accept": "x"}}), "trace_overhead_ms"),
 ])
 def test_bad_profiles(tmp_path, mutate, msg):
     d = true_profile().to_json()
@@ -96,3 +98,37 @@ def test_scenario_without_a_shape_names_the_missing_fields(tmp_path, capsys):
         assert main(["predict", str(scen), "--profile", str(prof)]) == 2
     err = [x for x in capsys.readouterr().err.splitlines() if "error:" in x]
     assert len(err) == 1 and "target.hidden_size" in err[0] and "None" not in err[0]
+
+
+def test_trace_overhead_comes_off_rank0_serial_costs_only_for_untraced_runs(tmp_path):
+    """A profile with a measured trace overhead: an uninstrumented prediction takes it off verify (then
+    control, control hop), the refill cycles' cost and the extra of a reject; a full-trace prediction keeps
+    the terms as fitted. The field survives a save / load."""
+    from dataclasses import replace
+
+    from sim.calibration.profile import Dist
+    from sim.calibration.profile_to_scenario import calibrated_method
+
+    base = replace(true_profile(), verify_fill=Dist(0.3))
+    over = {"spd": {"accept": 0.05, "fill": 0.2, "reject": 0.15}, "ar_pipeline": {"ar": 10.0}}
+    prof = replace(base, trace_overhead_ms=over)
+    prof.save(tmp_path / "p.json")
+    assert load_profile(tmp_path / "p.json").trace_overhead_ms == over
+    shape = SMALL
+    costs = {}
+    for untraced in (False, True):
+        for method in ("spd", "ar_pipeline"):
+            c = calibrated_method(prof, shape, method, stages=2, spread="constant", untraced=untraced)
+            costs[(method, untraced)] = {k: getattr(c.costs, k).mean_ms if getattr(c.costs, k) else None
+                                         for k in ("verify", "verify_fill", "control", "control_hop", "flush")}
+            if untraced:
+                assert any("trace overhead" in n for n in c.notes)
+    traced, untraced = costs[("spd", False)], costs[("spd", True)]
+    assert untraced["verify"] == pytest.approx(traced["verify"] - 0.05)
+    assert untraced["verify_fill"] == pytest.approx(traced["verify_fill"] - 0.2)
+    assert untraced["flush"] == pytest.approx(max(traced["flush"] - 0.1, 0.0))
+    assert untraced["control"] == pytest.approx(traced["control"])
+    arp = costs[("ar_pipeline", True)]  # 10 ms is more than rank 0's serial costs: all of them go, none below 0
+    assert arp["verify"] == arp["control"] == arp["control_hop"] == 0.0
+    base_costs = calibrated_method(base, shape, "spd", stages=2, spread="constant").costs
+    assert base_costs.verify.mean_ms == pytest.approx(traced["verify"])  # no overhead measured: unchanged

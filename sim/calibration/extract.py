@@ -130,6 +130,9 @@ class RunMeasurement:
     processes: str = "per-rank"  # per-device | per-rank | mixed (sim.traces.process_layout)
     draft_graphs: bool = False  # the draft forward replayed from CUDA graphs (the CUDA default since session 3)
     ar_step_ms: list[float] = field(default_factory=list)
+    # pipeline runs, both trace levels: decode-cycle durations (ms) of the measured prompts by cycle event
+    # (accept | reject | fill | ar); a full trace and its cycle-level twin show what the tracing costs
+    cycle_ms: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def runtime(self) -> str:
@@ -270,6 +273,9 @@ def measure_trace(tr: Trace, require_full: bool = True) -> RunMeasurement:
     if m.method == "ar":
         m.ar_step_ms = [p.decode_ms / p.tokens for p in m.prompts if p.tokens > 0]
         return m
+    for c in tr.cycles:
+        if c.prompt >= 0 and c.cycle > 0:
+            m.cycle_ms.setdefault(c.event, []).append(c.duration_ms)
     if level == "full":
         _pipeline_samples(tr, m)
     return m

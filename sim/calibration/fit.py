@@ -168,15 +168,46 @@ def fit_by_method(pipe: list[RunMeasurement], stage: StageModel | None = None) -
     return out
 
 
+MIN_CYCLES_PER_EVENT = 10  # fewer cycles of an event in a run: its median is too noisy for the trace overhead
+
+
+def fit_trace_overhead(runs: list[RunMeasurement]) -> tuple[dict[str, dict[str, float]], int]:
+    """How much ``--trace full`` lengthens a pipeline cycle (its recorder synchronises the stream at every
+    event), per method and cycle event: the median, over the configurations measured at both trace levels, of
+    (the full trace's median cycle - the cycle-level twin's median cycle), in ms. Returns it and the number
+    of twin pairs it comes from ({} and 0 when the set has no cycle-level twin)."""
+    full = {r.config_key: r for r in runs if r.method != "ar" and r.trace_level == "full"}
+    deltas: dict[tuple[str, str], list[float]] = defaultdict(list)
+    pairs = 0
+    for r in runs:
+        if r.method == "ar" or r.trace_level == "full" or r.config_key not in full:
+            continue
+        pairs += 1
+        twin = full[r.config_key]
+        for event, xs in r.cycle_ms.items():
+            ys = twin.cycle_ms.get(event, [])
+            if len(xs) >= MIN_CYCLES_PER_EVENT and len(ys) >= MIN_CYCLES_PER_EVENT:
+                deltas[(r.method, event)].append(_med(ys) - _med(xs))
+    out: dict[str, dict[str, float]] = {}
+    for (method, event), ds in sorted(deltas.items()):
+        out.setdefault(method, {})[event] = float(np.median(ds))
+    return out, pairs
+
+
 def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> Profile:
-    """The profile of a set of runs (all from one machine: their environments are merged, differences noted)."""
+    """The profile of a set of runs (all from one machine: their environments are merged, differences noted).
+    Cycle-level pipeline runs are not fitted; those with a full-trace twin give the trace overhead."""
     if not runs:
         raise InputError("calibrate: no runs given")
-    pipe = [r for r in runs if r.method != "ar"]
     variants = sorted({r.runtime for r in runs})
     if any(not a.same_variant(b) for a in runs for b in runs):
         raise InputError(f"calibrate: the runs mix executor variants ({'; '.join(variants)}): a profile describes "
                          "one (kernels, process layout, draft graphs); calibrate each variant's runs separately")
+    trace_overhead, twin_pairs = fit_trace_overhead(runs)
+    runs = [r for r in runs if r.fittable]
+    if not runs:
+        raise InputError("calibrate: only cycle-level traces given: calibration needs per-op events (--trace full)")
+    pipe = [r for r in runs if r.method != "ar"]
     stage = fit_stage(pipe)
     notes = list(notes or [])
 
@@ -248,7 +279,9 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
         bookkeeping=Dist.of([x for r in pipe for x in r.bookkeeping_ms]),
         flush=Dist.of(flush) if flush else Dist(0.0), cost_spread=Dist.of(cost_ratios) if cost_ratios else Dist(1.0),
         by_method=fit_by_method(pipe, stage), verify_fill=Dist.of(fill_y) if fill_y else None,
+        trace_overhead_ms=trace_overhead,
         source={"traces": [r.path for r in runs], "configurations": sorted({r.config_key for r in runs}),
+                "trace_overhead_pairs": twin_pairs,
                 "variants": [dict(t) for t in sorted({tuple(r.variant().items()) for r in runs})],
                 "shapes": shapes, "created_unix_s": time.time(), "notes": notes},
     )

@@ -153,6 +153,10 @@ class Profile:
     # rank 0's work in an SPD cycle in which no token finished (the pipeline filling: draft insertion and
     # bookkeeping, no head); None (older profiles): such cycles cost ``verify`` like the others
     verify_fill: Dist | None = None
+    # what --trace full adds to a cycle (ms) by method and cycle event (accept | reject | fill | ar), from runs
+    # measured at both trace levels; predictions of uninstrumented runs take it off rank 0's serial costs
+    # ({}: not measured; the prediction is then that of a fully traced run)
+    trace_overhead_ms: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def terms(self, method: str) -> tuple[Dist, Dist, dict[str, Dist]]:
         """control_hop, send_ms and hops for ``method``: its own where measured, else pooled."""
@@ -224,6 +228,16 @@ def _by_method(obj: Any, src: str) -> dict[str, MethodTerms]:
     return out
 
 
+def _trace_overhead(obj: Any, src: str) -> dict[str, dict[str, float]]:
+    bad = InputError(f"{src}: trace_overhead_ms: expected {{method: {{cycle event: ms}}}}")
+    if not isinstance(obj, dict) or not all(isinstance(v, dict) for v in obj.values()):
+        raise bad
+    try:
+        return {str(m): {str(e): float(x) for e, x in d.items()} for m, d in obj.items()}
+    except (TypeError, ValueError):
+        raise bad from None
+
+
 def parse_profile(obj: Any, src: str = "profile") -> Profile:
     if not isinstance(obj, dict) or obj.get("format") != PROFILE_FORMAT:
         raise InputError(f"{src}: not an {PROFILE_FORMAT} file (missing \"format\": \"{PROFILE_FORMAT}\")")
@@ -263,6 +277,7 @@ def parse_profile(obj: Any, src: str = "profile") -> Profile:
             source=obj.get("source") or {}, instrumentation=obj.get("instrumentation"),
             by_method=_by_method(obj.get("by_method") or {}, src),
             verify_fill=_dist(obj["verify_fill"], src, "verify_fill") if obj.get("verify_fill") is not None else None,
+            trace_overhead_ms=_trace_overhead(obj.get("trace_overhead_ms") or {}, src),
         )
     except KeyError as exc:
         raise InputError(f"{src}: missing field {exc.args[0]!r}") from None

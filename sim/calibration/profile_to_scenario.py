@@ -98,9 +98,11 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
                       draft_layers: int | None = None, split: tuple[int, ...] | None = None,
                       placement: tuple[str, ...] | None = None, draft_source: str | None = None,
                       acceptance: Acceptance | None = None, spread: str = "lognormal", name: str = "",
-                      extra: dict | None = None) -> Calibrated:
+                      extra: dict | None = None, untraced: bool = True) -> Calibrated:
     """A single-method scenario with the profile's timings. ``placement``: a device label per rank
-    (controller first; labels "host/device"); default one device per rank on one host."""
+    (controller first; labels "host/device"); default one device per rank on one host. ``untraced``: predict
+    a run without per-op tracing (the profile's trace overhead taken off, where it has one); False for a run
+    recorded with ``--trace full``, whose timings the profile's terms describe as they are."""
     if spread not in SPREADS:
         raise InputError(f"--spread: expected one of {', '.join(SPREADS)}, got {spread!r}")
     notes: list[str] = []
@@ -122,6 +124,7 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
     timing: dict = {"layer": layer_ms, "ar_token": _lat(ar_ms, profile.ar_spread, spread), "stage_overhead": 0.0}
     m: dict = {"method": method, "name": name or method}
     cost = {k: 0.0 for k in ("control", "control_hop", "verify", "bookkeeping", "flush")}
+    overhead: dict[str, float] = {}
     topo = None
     if pipeline:
         feats = {"const": 1.0, "stages": float(n), "head_mparams": shape.head_mparams}
@@ -137,6 +140,13 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
         cost["control_hop"] = ctrl_hop.mean_ms
         cost["bookkeeping"] = profile.bookkeeping.mean_ms
         cost["flush"] = profile.flush.mean_ms if method != "ar_pipeline" else 0.0
+        overhead = profile.trace_overhead_ms.get(method, {}) if untraced else {}
+        if overhead:
+            steady = overhead.get("ar" if method == "ar_pipeline" else "accept", 0.0)
+            _take_off(cost, ("verify", "control", "control_hop"), steady)
+            _take_off(cost, ("flush",), overhead.get("reject", steady) - steady)
+            notes.append(f"uninstrumented run: the trace overhead measured on full/cycle-level twins taken off rank "
+                         f"0's serial costs ({', '.join(f'{e} {x:.3f}' for e, x in sorted(overhead.items()))} ms per cycle)")
         send = send_d.mean_ms
         fwd = [st.forward_ms(k, shape.key, shape.layer_mparams, ranks_on[s + 1], method) + (send if s < n - 1 else 0.0)
                for s, k in enumerate(split)]
@@ -191,6 +201,8 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
         scen = replace(scen, acceptance=acceptance)
     if pipeline and method in ("spd", "ppsd") and profile.verify_fill is not None:
         cost["verify_fill"] = profile.verify_fill.mean_ms * c0  # a cycle in which no token finishes (no head)
+        if overhead.get("fill"):
+            _take_off(cost, ("verify_fill",), overhead["fill"])
     c = {k: Latency.constant(v) for k, v in cost.items()}
     if spread != "constant" and profile.cost_spread.cv > 0:
         for k in ("control", "verify", "verify_fill"):
@@ -201,6 +213,17 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
                        control_hop=TimeSpec.of(c["control_hop"]),
                        verify_fill=TimeSpec.of(c["verify_fill"]) if "verify_fill" in c else None)
     return Calibrated(scen, costs, tuple(notes))
+
+
+def _take_off(cost: dict[str, float], keys: tuple[str, ...], ms: float) -> None:
+    """Subtract ``ms`` from the costs in ``keys``, in order, none below zero (the trace overhead is a per-cycle
+    total; the serial costs of rank 0 absorbed it)."""
+    for k in keys:
+        if ms <= 0:
+            return
+        cut = min(cost.get(k, 0.0), ms)
+        cost[k] = cost.get(k, 0.0) - cut
+        ms -= cut
 
 
 def profile_to_scenarios(profile: Profile, base: Scenario, spread: str = "lognormal",

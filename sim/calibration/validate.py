@@ -64,7 +64,8 @@ def predict_run(profile: Profile, run: RunMeasurement, seed: int = 0, spread: st
     extra = {"tokens": max(int(round(np.mean([p.tokens for p in run.prompts]))) + 1, 3)} if run.method == "spd" else None
     cal = calibrated_method(profile, run.shape, run.method, stages=run.n, draft_layers=run.draft_layers or 1,
                             split=run.split if run.method != "ar" else None, placement=run.rank_devices,
-                            draft_source=run.draft_source, spread=spread, name=run.label, extra=extra)
+                            draft_source=run.draft_source, spread=spread, name=run.label, extra=extra,
+                            untraced=run.trace_level != "full")
     scen, spec = cal.scenario, cal.scenario.methods[0]
     ar_tok_s = 1000.0 / scen.ar_token_ms()
     total_ms, total_tok = 0.0, 0
@@ -107,10 +108,11 @@ def measured_ar_tokens_per_s(runs: list[RunMeasurement], run: RunMeasurement) ->
 
 
 def _fit_set(runs: list[RunMeasurement], run: RunMeasurement) -> list[RunMeasurement]:
-    """The fittable runs of the other configurations of ``run``'s executor variant. An AR run has no controller
+    """The runs of the other configurations of ``run``'s executor variant (cycle-level ones give the fit only
+    the trace overhead, from their full-trace twins). An AR run has no controller
     placement or draft execution, but a profile describes one: it takes the pipeline runs of its kernels' most
     common variant (ties: the first in sorted order)."""
-    others = [r for r in runs if r.config_key != run.config_key and r.fittable and r.same_variant(run)]
+    others = [r for r in runs if r.config_key != run.config_key and r.same_variant(run)]
     pipe = [r.runtime for r in others if r.method != "ar"]
     if run.method == "ar" and pipe:
         common = max(sorted(set(pipe)), key=pipe.count)

@@ -36,11 +36,12 @@ def run(args) -> int:
     from ..calibration.fit import fit_profile
     from ..calibration.inputs import load_runs
 
-    runs = load_runs(args.traces)
+    runs = load_runs(args.traces, require_full=False)  # cycle-level twins of full traces: the trace overhead
     prof = fit_profile(runs)
     prof.save(args.out)
     st = prof.stage
-    print(f"profile of {len(runs)} run(s), {len(prof.source['configurations'])} configuration(s) -> {args.out}")
+    print(f"profile of {len(prof.source['traces'])} run(s), {len(prof.source['configurations'])} configuration(s) "
+          f"-> {args.out}")
     for key, v in st.per_shape_layer_ms.items():
         print(f"  layer {key}: {v:.4f} ms")
     print(f"  stage: a(d) = {st.a0_ms:.4f} + {st.a1_ms_per_mparam:.5f} ms/Mparam; b = {st.b_ms:.4f} ms; "
@@ -56,6 +57,10 @@ def run(args) -> int:
     print("  hops: " + ", ".join(f"{k} {d.mean_ms:.4f} ms (cv {d.cv:.2f})" for k, d in prof.hops.items()))
     print(f"  control {json.dumps(prof.control.coef)}; verify {json.dumps(prof.verify.coef)}; "
           f"bookkeeping {prof.bookkeeping.mean_ms:.4f} ms; flush {prof.flush.mean_ms:.4f} ms")
+    if prof.trace_overhead_ms:
+        print(f"  trace overhead (--trace full over cycle level, {prof.source['trace_overhead_pairs']} twin pair(s)): "
+              + "; ".join(f"{m} " + ", ".join(f"{e} {x:.3f}" for e, x in sorted(d.items()))
+                          for m, d in prof.trace_overhead_ms.items()) + " ms per cycle")
     for note in prof.source.get("notes", []):
         print(f"  note: {note}")
     return 0
