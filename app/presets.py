@@ -84,6 +84,9 @@ HARDWARE: dict[str, HardwarePreset] = {p.name: p for p in (
 PROFILE_PRESETS: dict[str, Path] = {
     "Calibrated profile: published implementation, H100 HF eager (profiles/published_qwen35_4b.json)":
         ROOT / "profiles" / "published_qwen35_4b.json",
+    # Our executor (fused kernels, CUDA graphs, one process per GPU), measured in session 4 at n = 2-4.
+    "Calibrated profile: this executor, 4x H200 NVLink (profiles/h200x4_full_traces.json)":
+        ROOT / "profiles" / "h200x4_full_traces.json",
 }
 PROFILE_NOTE = ("from a calibrated profile (sim.calibration.profile_to_scenario): stage forwards, hop, draft path, "
                 "verify and controller costs as the profile models them at the current stages n and draft layers L_s; "

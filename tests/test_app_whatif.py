@@ -187,3 +187,15 @@ def test_profile_hardware_preset_reproduces_published_cycle(at):
     spd = _spd_prediction(_knobs(at))
     assert spd.cycle_ms == pytest.approx(4.75, abs=0.03)
     assert spd.wallclock_speedup == pytest.approx(2.53, abs=0.08)
+
+
+def test_measured_executor_profile_preset(at):
+    """Our executor's 4x H200 profile as a preset: picking it sets the knobs to the profile's terms for the
+    model preset (measured per-layer time where the profile has the shape, matched by name in any case)."""
+    name = next(n for n in presets.PROFILE_PRESETS if "h200x4_full_traces.json" in n)
+    at.selectbox(key="model").set_value("Qwen3-4B").run()
+    at.selectbox(key="hardware").set_value(name).run()
+    assert not at.exception and not at.error
+    prof = presets._profile(str(presets.PROFILE_PRESETS[name]))
+    measured = next(v for k, v in prof.stage.per_shape_layer_ms.items() if k.startswith("qwen3-4b:"))
+    assert at.slider(key="layer_ms").value == pytest.approx(round(measured, 3))

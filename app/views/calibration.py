@@ -7,8 +7,8 @@ import streamlit as st
 
 from app import calibration_view, ui
 
-# Where committed trace sets are looked for: $SPD_TRACE_SETS, else traces/ (the committed CPU and 2x H100
-# sets), data/traces and tests/data beside the app.
+# Where committed trace sets are looked for: $SPD_TRACE_SETS, else traces/ (the committed CPU, 2x H100 and
+# 4x H200 sets), data/traces and tests/data beside the app.
 ROOT = Path(__file__).resolve().parents[2]
 SEARCH = [Path(os.environ["SPD_TRACE_SETS"])] if os.environ.get("SPD_TRACE_SETS") else [
     ROOT / "traces", ROOT / "data" / "traces", ROOT / "tests" / "data"]
@@ -35,7 +35,9 @@ st.title("Calibration: measured runs against the model")
 st.caption("Traces written by `spd run` (format spd-trace v1, docs/traces.md). Each run is predicted by a profile "
            "fitted on the runs of every other configuration (`sim.calibration.validate.validate_runs`, as "
            "`spd validate`): its own accept/reject sequence replayed through the simulator. `--trace cycle` runs "
-           "cannot be fitted: they are only predicted (from the fittable runs of the other configurations).")
+           "cannot be fitted: they are only predicted (from the fittable runs of the other configurations); a "
+           "configuration run at both trace levels gives the profile the cost of full tracing, which the "
+           "prediction of an uninstrumented run takes off.")
 
 sets = {}
 for base in SEARCH:

@@ -294,6 +294,6 @@ def shape_lookup(profile: Profile, name: str | None, hidden_size: int | None, la
             s = ModelShape(**d)
         except TypeError:
             continue
-        if name and s.name == name and (hidden_size is None or s.hidden_size == hidden_size):
+        if name and s.name.lower() == name.lower() and (hidden_size is None or s.hidden_size == hidden_size):
             return s
     return None
