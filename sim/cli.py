@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-acceptance": ("reference.commands.eval_acceptance", "measure draft acceptance on the evaluation prompts"),
     "calibrate": ("sim.commands.calibrate", "fit a hardware profile from executor traces"),
     "validate": ("sim.commands.validate", "leave-one-configuration-out predicted vs measured speedup"),
+    "split": ("sim.commands.split", "the stage split (layers per stage) a calibrated profile predicts fastest"),
     "dashboard": ("app.launch", "start the Streamlit what-if dashboard"),
 }
 

@@ -41,8 +41,10 @@ def test_plan_lists_required_runs(plan, gpus, depths):
         if plan == "x8":  # draft towers 2 (default), 3, 4 at n=8
             assert {s.draft_layers or 2 for s in mine if s.method == "spd" and s.n == 8 and s.trace == "full"} \
                 == {2, 3, 4}
-    assert {s.trace for s in runs if s.group == "headline"} == {"cycle"}
-    assert {s.trace for s in runs if s.group != "headline"} == {"full"}
+    assert {s.trace for s in runs if s.group in ("headline", "split")} == {"cycle"}
+    assert {s.trace for s in runs if s.group not in ("headline", "split")} == {"full"}
+    split = [s for s in runs if "--stage-split" in s.extra]  # the split `spd split` predicts best, beside an even one
+    assert plan != "x4" or (split and all(sum(map(int, s.extra[1].split(","))) == 36 for s in split))
     for call in {s.call for s in runs}:  # each device call fits its 10 minutes (with the launch-time model)
         assert sum(em.estimate_s(s) for s in runs if s.call == call) < 560
 
@@ -67,10 +69,10 @@ def test_replay_draft_layers_in_args():
 
 
 def test_x4_first_spd_run_smoke_on_cpu(tmp_path):
-    first = next(s for s in em.smoke_plan("x4") if s.method == "spd")
+    first = next(s for s in em.smoke_plan("x4") if s.method == "spd" and s.call == 1)
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "scripts/gpu/executor_matrix.py", "--plan", "x4", "--smoke", "--out", str(out),
-                        "--work", str(tmp_path / "work"), "--only", first.name],
+                        "--work", str(tmp_path / "work"), "--only", first.name, "--call", "1"],
                        cwd=REPO, capture_output=True, text=True, timeout=300, env={**__import__("os").environ,
                                                                                   "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stdout + r.stderr

@@ -186,6 +186,15 @@ def build_plan(plan: str, gguf: str | None = None) -> list[Spec]:
         m += _shape_runs("qwen3-4b", 4, "full", "calibration", 1)
         m += _shape_runs("llama-3.1-8b", 4, "full", "calibration", 1)
         m += _shape_runs("llama-3.1-8b", 4, "cycle", "headline", 2)
+        # call 3 (session 5): the split `spd split scenarios/h200x4_n4_qwen3-4b.json` predicts +6.3% for
+        # (stage 1 shares GPU 0 with the draft), against the balanced split in the same call
+        q, pl = "random:qwen3-4b", _one_per_gpu(4)
+        m += [Spec("qwen3-4b_ar_cycle_c3", q, "ar", 1, "0", trace="cycle", group="split", call=3),
+              Spec("qwen3-4b_spd4_a1.0_cycle_c3", q, "spd", 4, pl, 1.0, "cycle", "split", call=3),
+              Spec("qwen3-4b_spd4_a1.0_cycle_split7-9-9-11", q, "spd", 4, pl, 1.0, "cycle", "split", call=3,
+                   extra=("--stage-split", "7,9,9,11")),
+              Spec("qwen3-4b_spd4_a0.8_cycle_split7-9-9-11", q, "spd", 4, pl, 0.8, "cycle", "split", call=3,
+                   extra=("--stage-split", "7,9,9,11"))]
         return m  # call 2 then runs --plan x4-default-model too (docs/multi-gpu-plan.md)
     if plan == "x8":  # issue 9; 8 GPUs, 2 calls; every call carries its own AR baseline per shape and trace level
         q, l8 = "qwen3-4b", "llama-3.1-8b"
@@ -215,8 +224,9 @@ def smoke_plan(plan: str) -> list[Spec]:
     out = []
     for s in build_plan(plan):
         model = "random:smollm2-135m" if s.checkpoint else TINY
+        extra = s.extra if "--stage-split" not in s.extra else ()  # a split of the real shape's layer count
         out.append(Spec(s.name, model, s.method, s.n, None, s.alpha, s.trace, s.group, s.draft_layers,
-                        s.checkpoint, s.call, s.extra))
+                        s.checkpoint, s.call, extra))
     return out
 
 

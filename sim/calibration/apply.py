@@ -8,18 +8,23 @@ from dataclasses import replace
 
 from ..closed_form import predict_scenario
 from ..scenario import Scenario
-from .profile import ProfileMismatchWarning, load_profile, local_environment
+from .profile import Profile, ProfileMismatchWarning, load_profile, local_environment
 from .profile_to_scenario import Calibrated, profile_to_scenarios
 
 
-def calibrated(scenario: Scenario, profile_path: str, spread: str = "lognormal") -> list[Calibrated]:
-    """One calibrated single-method scenario per method of ``scenario``; environment mismatch -> one warning line."""
+def load_profile_here(profile_path: str) -> Profile:
+    """The profile, checked against this machine's environment: a mismatch is one warning line."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ProfileMismatchWarning)
         prof = load_profile(profile_path, local_environment())
     for w in caught:
         sys.stderr.write(f"warning: {w.message}\n")
-    cals = profile_to_scenarios(prof, scenario, spread=spread)
+    return prof
+
+
+def calibrated(scenario: Scenario, profile_path: str, spread: str = "lognormal") -> list[Calibrated]:
+    """One calibrated single-method scenario per method of ``scenario``; environment mismatch -> one warning line."""
+    cals = profile_to_scenarios(load_profile_here(profile_path), scenario, spread=spread)
     for note in sorted({n for c in cals for n in c.notes}):
         sys.stderr.write(f"note: {note}\n")
     return cals

@@ -233,15 +233,21 @@ def profile_to_scenarios(profile: Profile, base: Scenario, spread: str = "lognor
     shape, notes = resolve_shape(profile, base.target.layers, base.target.name, base.target.hidden_size)
     out = []
     for spec in base.methods:
-        placement = None
-        if spec.placement is not None:
-            placement = tuple(f"node/dev{d}" for d in (spec.placement.controller, *spec.placement.stages))
-        cal = calibrated_method(profile, shape, spec.method, stages=spec.stages, draft_layers=spec.draft_layers,
-                                split=spec.split, placement=placement, draft_source=draft_source,
-                                acceptance=spec.acceptance or base.acceptance, spread=spread, name=spec.name,
-                                extra=_passthrough(spec))
+        cal = calibrate_spec(profile, shape, spec, base, spread, draft_source)
         out.append(Calibrated(cal.scenario, cal.costs, tuple(notes) + cal.notes))
     return out
+
+
+def calibrate_spec(profile: Profile, shape: ModelShape, spec: MethodSpec, base: Scenario, spread: str = "lognormal",
+                   draft_source: str | None = None, split: tuple[int, ...] | None = None) -> Calibrated:
+    """One method of a scenario with the profile's timings (``split`` overrides the method's own)."""
+    placement = None
+    if spec.placement is not None:
+        placement = tuple(f"node/dev{d}" for d in (spec.placement.controller, *spec.placement.stages))
+    return calibrated_method(profile, shape, spec.method, stages=spec.stages, draft_layers=spec.draft_layers,
+                             split=split or spec.split, placement=placement, draft_source=draft_source,
+                             acceptance=spec.acceptance or base.acceptance, spread=spread, name=spec.name,
+                             extra=_passthrough(spec))
 
 
 def _passthrough(spec: MethodSpec) -> dict:
