@@ -91,17 +91,20 @@ class StageModel:
     points: int = 0
     kappa_by_method: dict[str, float] = field(default_factory=dict)  # method -> kappa (else ``kappa``)
 
+    def measured_key(self, shape_key: str | None) -> str | None:
+        """The measured shape whose per-layer time ``shape_key`` takes: itself, else the first of the same
+        architecture under another name (the random-weight timing runs stand for the real model:
+        ``ModelShape.key`` is ``name:dims``); None when no measured shape has its dimensions."""
+        if shape_key is None or shape_key in self.per_shape_layer_ms:
+            return shape_key
+        dims = shape_key.split(":", 1)[-1]
+        return next((k for k in self.per_shape_layer_ms if k.split(":", 1)[-1] == dims), None)
+
     def layer_ms(self, shape_key: str | None, layer_mparams: float) -> float:
-        """A measured shape's per-layer time; else one of the same architecture under another name (the
-        random-weight timing runs stand for the real model: ``ModelShape.key`` is ``name:dims``); else the
-        cross-width line."""
-        if shape_key is not None:
-            if shape_key in self.per_shape_layer_ms:
-                return self.per_shape_layer_ms[shape_key]
-            dims = shape_key.split(":", 1)[-1]
-            same = [v for k, v in self.per_shape_layer_ms.items() if k.split(":", 1)[-1] == dims]
-            if same:
-                return same[0]
+        """A measured shape's per-layer time (``measured_key``); else the cross-width line."""
+        key = self.measured_key(shape_key)
+        if key is not None:
+            return self.per_shape_layer_ms[key]
         return self.a0_ms + self.a1_ms_per_mparam * layer_mparams
 
     def contention(self, ranks_on_device: int, method: str | None = None) -> float:

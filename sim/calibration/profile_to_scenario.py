@@ -115,11 +115,11 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
     ranks_on = [list(labels).count(lab) for lab in labels]  # ranks on each rank's physical device
     c0 = st.contention(ranks_on[0], method)
     layer_ms = st.layer_ms(shape.key, shape.layer_mparams)
-    if shape.key not in st.per_shape_layer_ms:
-        twin = [k.split(":", 1)[0] for k in st.per_shape_layer_ms if k.split(":", 1)[-1] == shape.key.split(":", 1)[-1]]
-        notes.append(f"{shape.name}: per-layer time of the measured shape {twin[0]} (same dimensions) = {layer_ms:.4f} ms"
-                     if twin else f"{shape.name}: per-layer time from the cross-width fit a0 + a1 x "
-                     f"{shape.layer_mparams:.2f} M params = {layer_ms:.4f} ms (shape not measured)")
+    twin = st.measured_key(shape.key)
+    if twin != shape.key:
+        notes.append(f"{shape.name}: per-layer time of the measured shape {twin.split(':', 1)[0]} (same dimensions) "
+                     f"= {layer_ms:.4f} ms" if twin else f"{shape.name}: per-layer time from the cross-width fit "
+                     f"a0 + a1 x {shape.layer_mparams:.2f} M params = {layer_ms:.4f} ms (shape not measured)")
     ar_ms = shape.layers * layer_ms + profile.ar_extra(const=1.0, head_mparams=shape.head_mparams)
     timing: dict = {"layer": layer_ms, "ar_token": _lat(ar_ms, profile.ar_spread, spread), "stage_overhead": 0.0}
     m: dict = {"method": method, "name": name or method}

@@ -5,7 +5,7 @@ An even split is not the best one when the stages are not alike: stage 1 shares 
 every non-last stage pays its send. The search is steepest ascent over one-layer moves between two stages,
 from the balanced split, each candidate scored by the simulator (constant spread, one seed: the comparison is
 deterministic) on the scenario's acceptance. It finds a local optimum; with the few asymmetric terms of a
-profile that is in practice the optimum (checked against exhaustive search at n=4 in the tests).
+profile that is in practice the optimum (checked against exhaustive search at n=3 in the tests).
 
 ``spd split`` (sim/commands/split.py) prints the result per pipeline method, with the ``--stage-split`` value
 for ``spd run``.
@@ -38,6 +38,11 @@ class SplitChoice:
     evaluated: int  # splits simulated
 
     @property
+    def stage_split_arg(self) -> str:
+        """The best split as ``spd run --stage-split`` takes it."""
+        return ",".join(map(str, self.best))
+
+    @property
     def gain(self) -> float:
         """Relative throughput gain of the best split over the balanced one."""
         return self.best_tokens_per_s / self.balanced_tokens_per_s - 1.0
@@ -46,12 +51,12 @@ class SplitChoice:
         return {"name": self.name, "method": self.method, "stages": self.stages, "balanced": list(self.balanced),
                 "balanced_tokens_per_s": self.balanced_tokens_per_s, "best": list(self.best),
                 "best_tokens_per_s": self.best_tokens_per_s, "gain": self.gain, "evaluated": self.evaluated,
-                "stage_split_arg": ",".join(map(str, self.best))}
+                "stage_split_arg": self.stage_split_arg}
 
 
-def climb(score: Callable[[Split], float], start: Split) -> tuple[Split, float, int]:
+def climb(score: Callable[[Split], float], start: Split) -> tuple[Split, float, dict[Split, float]]:
     """Steepest ascent over moves of one layer from one stage to another (every stage keeps >= 1 layer).
-    Returns the local optimum, its score and how many splits were scored."""
+    Returns the local optimum, its score and the score of every split scored (``start`` included)."""
     seen: dict[Split, float] = {}
 
     def s(split: Split) -> float:
@@ -65,7 +70,7 @@ def climb(score: Callable[[Split], float], start: Split) -> tuple[Split, float, 
                  for a in range(len(best)) for b in range(len(best)) if a != b and best[a] > 1]
         cand = max(moves, key=s, default=None)
         if cand is None or s(cand) <= best_score * (1 + 1e-9):
-            return best, best_score, len(seen)
+            return best, best_score, seen
         best, best_score = cand, s(cand)
 
 
@@ -78,9 +83,9 @@ def best_splits(profile: Profile, scenario: Scenario, tokens: int = 2000, seed: 
             continue
         score = _scorer(profile, shape, spec, scenario, tokens, seed)
         start = balanced_split(scenario.target.layers, spec.stages)
-        best, rate, evaluated = climb(score, start)
-        out.append(SplitChoice(spec.name or spec.method, spec.method, spec.stages, start, score(start), best, rate,
-                               evaluated))
+        best, rate, scored = climb(score, start)
+        out.append(SplitChoice(spec.name or spec.method, spec.method, spec.stages, start, scored[start], best, rate,
+                               len(scored)))
     if not out:
         raise InputError("split: the scenario has no pipeline method with stages >= 2 (spd, ppsd, ar_pipeline)")
     return out

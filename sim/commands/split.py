@@ -39,5 +39,5 @@ def run(args) -> int:
         print(f"  {c.name} ({c.method}, n={c.stages}): balanced {'/'.join(map(str, c.balanced))} "
               f"{c.balanced_tokens_per_s:.1f} tok/s; best {'/'.join(map(str, c.best))} {c.best_tokens_per_s:.1f} "
               f"tok/s ({100 * c.gain:+.1f} %, {c.evaluated} splits simulated); spd run --stage-split "
-              f"{','.join(map(str, c.best))}")
+              f"{c.stage_split_arg}")
     return 0
