@@ -146,7 +146,17 @@ def _link_dists(runs: list[RunMeasurement], net: bool = False) -> tuple[dict[str
     return hops, slopes
 
 
-def fit_by_method(pipe: list[RunMeasurement], stage: StageModel | None = None) -> dict[str, MethodTerms]:
+VERIFY_FEATURES = ("const", "head_mparams", "stages")
+
+
+def _verify_points(runs: list[RunMeasurement], stage: StageModel) -> tuple[list[dict[str, float]], list[float]]:
+    """What rank 0's verify is fitted on (pooled and per method): per run with verify samples, its cost
+    features and its median with rank 0's contention divided out."""
+    vr = [r for r in runs if r.verify_ms]
+    return [_cost_features(r) for r in vr], [_med(r.verify_ms) / _rank0_contention(stage, r) for r in vr]
+
+
+def fit_by_method(pipe: list[RunMeasurement], stage: StageModel) -> dict[str, MethodTerms]:
     """The terms that depend on what the controller does while the stages work, per pipeline method:
     control delivery + input receive, the sender-side send and the hop latency per link type. On a GPU
     shared by the controller and stage 1 (separate processes, time-sliced), the AR pipeline's controller
@@ -159,10 +169,8 @@ def fit_by_method(pipe: list[RunMeasurement], stage: StageModel | None = None) -
         ch = [x for r in rs for x in r.control_hop_ms]
         sd = [x for r in rs for x in r.send_ms]
         co = [x for r in rs for x in r.collect_ms]
-        vr = [r for r in rs if r.verify_ms]
-        verify = fit_linear([_cost_features(r) for r in vr],
-                            [_med(r.verify_ms) / (_rank0_contention(stage, r) if stage else 1.0) for r in vr],
-                            ("const", "head_mparams", "stages")) if vr else None
+        ver_f, ver_y = _verify_points(rs, stage)
+        verify = fit_linear(ver_f, ver_y, VERIFY_FEATURES) if ver_y else None
         out[method] = MethodTerms(control_hop=Dist.of(ch) if ch else None, send_ms=Dist.of(sd) if sd else None,
                                   hops=hops, collect=Dist.of(co) if co else None, runs=len(rs), verify=verify)
     return out
@@ -222,7 +230,7 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
             ar_ratios.extend(np.asarray(r.ar_step_ms) / m)
 
     # controller costs, per run medians with rank 0's contention divided out
-    ctrl_f, ctrl_y, ver_f, ver_y, cost_ratios, fill_y = [], [], [], [], [], []
+    ctrl_f, ctrl_y, cost_ratios, fill_y = [], [], [], []
     draft_f: dict[str, list] = defaultdict(list)
     draft_y: dict[str, list] = defaultdict(list)
     draft_ratios = []
@@ -234,9 +242,7 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
             ctrl_y.append(_med(r.control_ms) / c0)
         fill_y.extend(np.asarray(r.verify_fill_ms) / c0)
         if r.verify_ms:
-            ver_f.append(f)
             m = _med(r.verify_ms)
-            ver_y.append(m / c0)
             if m > 0:
                 cost_ratios.extend(np.asarray(r.verify_ms) / m)
         if r.draft and r.draft_source:
@@ -266,6 +272,7 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
         notes.append("no single-device AR run: the AR step's non-layer part (embedding, head, sampling) is taken "
                      "from the verify fit")
     shapes = {r.shape.key: r.shape.to_json() for r in runs}
+    ver_f, ver_y = _verify_points(pipe, stage)
     ar_extra = fit_linear(ar_feats, ar_y, ("const", "head_mparams")) if ar_y else \
         fit_linear(ver_f, ver_y, ("const", "head_mparams"))
     return Profile(
@@ -275,7 +282,7 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
         control=fit_linear(ctrl_f, ctrl_y, ("const", "stages")),
         control_hop=Dist.of([x for r in pipe for x in r.control_hop_ms]),
         send_ms=Dist.of([x for r in pipe for x in r.send_ms]),
-        verify=fit_linear(ver_f, ver_y, ("const", "head_mparams", "stages")),
+        verify=fit_linear(ver_f, ver_y, VERIFY_FEATURES),
         bookkeeping=Dist.of([x for r in pipe for x in r.bookkeeping_ms]),
         flush=Dist.of(flush) if flush else Dist(0.0), cost_spread=Dist.of(cost_ratios) if cost_ratios else Dist(1.0),
         by_method=fit_by_method(pipe, stage), verify_fill=Dist.of(fill_y) if fill_y else None,
