@@ -183,3 +183,20 @@ def test_prefill_launch_signal_only_where_rank0_would_post_a_spinning_receive_fi
     assert prefill_needs_launch_signal(shared, ar_plan)
     assert not prefill_needs_launch_signal(shared, spd_plan)
     assert not prefill_needs_launch_signal(apart, ar_plan)
+
+
+def test_eager_ar_pipeline_steps_wait_for_stage1_launch_graphed_ones_do_not():
+    """Each eager AR-pipeline step of a shared process waits for stage 1's launch (session 5: an eager step
+    blocked in a launch while rank 0's receive spun); graphed steps and SPD keep their timing."""
+    from reference.runtime.comm import Comm
+    from reference.runtime.stage import step_needs_launch_signal
+    from reference.spd_controller import PipelinePlan
+
+    ar_plan = PipelinePlan(8, ((0, 4), (4, 8)))
+    spd_plan = PipelinePlan(8, ((0, 4), (4, 8)), (0, 2, 6))
+    shared = Comm(0, 3, ["cpu"] * 3, 1.0, procs=[0, 0, 1])
+    apart = Comm(0, 3, ["cpu"] * 3, 1.0, procs=[0, 1, 2])
+    assert step_needs_launch_signal(shared, ar_plan, step_graphed=False)
+    assert not step_needs_launch_signal(shared, ar_plan, step_graphed=True)
+    assert not step_needs_launch_signal(shared, spd_plan, step_graphed=False)
+    assert not step_needs_launch_signal(apart, ar_plan, step_graphed=False)

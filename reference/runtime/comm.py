@@ -22,11 +22,12 @@ two-rank group: two threads must never share one NCCL
 communicator, whose operations run in issue order on one stream (a send queued by one thread would block a
 receive queued by the other). Invariant in that mode: no device-wide synchronisation (``torch.cuda.synchronize``,
 ``empty_cache``) once decoding has begun: it would wait for the other thread's NCCL send, which completes only
-when its receiver, which may be waiting for this thread, gets there. The same holds for the first launch of a
-kernel, which with CUDA's lazy module loading (the default) waits for the device's queue to drain: a thread
-must not post an NCCL operation that can wait on the other thread's next kernels before that thread has
-launched them (``stage.prefill_needs_launch_signal``; decode steps run kernels already loaded in the warm-up,
-replayed from CUDA graphs by default).
+when its receiver, which may be waiting for this thread, gets there. A kernel launch can block the same way
+(a kernel's first launch under CUDA's lazy module loading waits for the device's queue to drain; eager steps
+blocked in a launch even with CUDA_MODULE_LOADING=EAGER): a thread must not post an NCCL operation that can
+wait on the other thread's next kernels before that thread has launched them
+(``stage.prefill_needs_launch_signal`` for prefills, ``stage.step_needs_launch_signal`` for eager decode
+steps; graphed steps replay what the capture loaded and allocated).
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from ..spd_controller import (ControlKind, ControlMessage, CycleOutputs, Pipelin
 from ..verify import SamplingConfig, Verifier
 from .comm import Comm, Op, Wire
 from .launch import Watchdog
-from .stage import prefill_needs_launch_signal
+from .stage import prefill_needs_launch_signal, step_needs_launch_signal
 from .tracing import Recorder
 
 
@@ -43,8 +43,10 @@ class PromptResult:
 
 class ControllerRank:
     def __init__(self, comm: Comm, plan: PipelinePlan, head: Transformer, rec: Recorder, watchdog: Watchdog,
-                 sampling: SamplingConfig) -> None:
+                 sampling: SamplingConfig, stage_steps_graphed: bool = False) -> None:
         self.comm, self.plan, self.head, self.rec, self.wd = comm, plan, head, rec, watchdog
+        # stage 1 runs its one-token steps as CUDA graphs (else an eager AR-pipeline step waits for its launch)
+        self.step_launch_signal = step_needs_launch_signal(comm, plan, stage_steps_graphed)
         self.n = plan.n
         self.sampling = sampling
         self.d = head.config.hidden_size
@@ -158,6 +160,8 @@ class ControllerRank:
             rec.cycle = step
             c0 = time.perf_counter_ns()
             self._broadcast(Op.AR_STEP, prompt, ControlMessage(ControlKind.GO, step, tok, pos, -1, (pos,)))
+            if self.step_launch_signal:
+                self.comm.recv_ints(1, 1, "stage 1's step launch")
             for s in range(self.n):  # anchors too when the plan has them (replay's reference pass)
                 if self.plan.stage_collect(s):
                     rows = self._recv_collect(s, 1)

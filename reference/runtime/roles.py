@@ -126,7 +126,8 @@ def _run_rank(cfg: RunConfig, comm: Comm, prompts: list[dict], wd, stream_clock:
     with _SETUP_LOCK:  # CUDA-graph capture must not see another thread's CUDA calls
         plan = make_plan(cfg, L, anchors)
         if rank == 0:
-            role = ControllerRank(comm, plan, model, rec, wd, sampling)
+            role = ControllerRank(comm, plan, model, rec, wd, sampling,
+                                  stage_steps_graphed=cfg.cuda_graphs and device.type == "cuda")
         else:
             from .stage import StageRank
 

@@ -89,6 +89,8 @@ class StageRank:
                 self._cycle(wire.msg)
             elif wire.op is Op.AR_STEP:
                 self._forward_one(wire.msg.token, wire.msg.position)
+                if self.s == 0 and step_needs_launch_signal(self.comm, self.plan, self.step.use_graph):
+                    self.comm.send_ints(torch.ones(1, dtype=torch.int64), 0)
             elif wire.op is Op.END:
                 self._drain()
                 self.cache.reset()
@@ -147,3 +149,12 @@ def prefill_needs_launch_signal(comm: Comm, plan: PipelinePlan) -> bool:
     queue to drain: a deadlock (seen on 4x H200, session 4: AR pipeline n=4, prompts of different lengths).
     With anchors to collect, rank 0 receives stage 1's rows first, which orders the two the same way."""
     return comm.procs[0] == comm.procs[1] and not plan.stage_collect(0)
+
+
+def step_needs_launch_signal(comm: Comm, plan: PipelinePlan, step_graphed: bool) -> bool:
+    """The same rule for each AR-pipeline decode step when stage 1 runs it eagerly (no CUDA graph): an eager
+    step can block in a launch too (seen on 4x H200, session 5: AR pipeline n=4 with ``--no-cuda-graphs``,
+    stage 1 stuck in a Linear while rank 0's receive spun, with CUDA_MODULE_LOADING=EAGER as well). A replayed
+    graph allocates and loads nothing, so graphed steps skip the round trip (SPD collects anchors from stage 1
+    every cycle, which already orders it)."""
+    return not step_graphed and prefill_needs_launch_signal(comm, plan)

@@ -74,7 +74,8 @@ def environment(devices: list[str]) -> dict:
            "driver": _driver_version() if any(d.startswith("cuda") for d in devices) else None,
            "platform": platform.platform(), "hostname": socket.gethostname(),
            "nccl": ".".join(map(str, torch.cuda.nccl.version())) if torch.cuda.is_available() else None,
-           "NCCL_NVLS_ENABLE": os.environ.get("NCCL_NVLS_ENABLE"), "git_commit": _git_commit(),
+           "NCCL_NVLS_ENABLE": os.environ.get("NCCL_NVLS_ENABLE"),
+           "CUDA_MODULE_LOADING": os.environ.get("CUDA_MODULE_LOADING"), "git_commit": _git_commit(),
            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     return env
 
