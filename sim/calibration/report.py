@@ -56,14 +56,18 @@ def scatter_svg(preds: list[RunPrediction], size: int = 420) -> str:
     return "\n".join(el) + "\n"
 
 
-def write_report(out_dir: str | Path, preds: list[RunPrediction], command: str, max_error: float | None) -> Path:
+def write_report(out_dir: str | Path, preds: list[RunPrediction], command: str, max_error: float | None,
+                 profile: str | None = None) -> Path:
+    """``profile``: the path of the one profile every run was predicted from (``spd validate --profile``);
+    None when each run was predicted from a profile of the other configurations (leave-one-configuration-out)."""
     out = Path(out_dir)
     s = error_summary(preds)
-    md = ["# Validation: predicted vs measured (leave-one-configuration-out)", "",
-          f"Command: `{command}`", "",
-          "Each run is predicted by a profile fitted on the runs of every *other* configuration, with its own "
-          "accept/reject sequence replayed (simulator; `cf` = closed form at the run's accept fraction). "
-          "Speedups are over the measured / predicted single-device AR of the same model shape.", "",
+    how = (f"Each run is predicted by the profile `{profile}` (fitted elsewhere: a forecast)" if profile else
+           "Each run is predicted by a profile fitted on the runs of every *other* configuration")
+    md = [f"# Validation: predicted vs measured ({'forecast from a given profile' if profile else 'leave-one-configuration-out'})",
+          "", f"Command: `{command}`", "",
+          how + ", with its own accept/reject sequence replayed (simulator; `cf` = closed form at the run's accept "
+          "fraction). Speedups are over the measured / predicted single-device AR of the same model shape.", "",
           "```", table(preds), "```", "", "![predicted vs measured](scatter.svg)", ""]
     if max_error is not None:
         md.append(f"Error bound `--max-error {max_error}`: "

@@ -52,7 +52,7 @@ def run(args) -> int:
     preds = validate_runs(runs, prof, seed=args.seed, spread=args.spread)
     print(table(preds))
     cmd = "spd validate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "spd validate"
-    out = write_report(args.out, preds, cmd, args.max_error)
+    out = write_report(args.out, preds, cmd, args.max_error, args.profile)
     print(f"report: {out / 'report.md'} (scatter.svg, validation.json)")
     s = error_summary(preds)
     if s["predicted"] == 0:
