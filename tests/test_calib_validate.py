@@ -41,6 +41,15 @@ def test_validate_synthetic_meets_tight_bound(synth, tmp_path, capsys):
     assert all(r["measured_speedup"] and r["predicted_speedup"] for r in spd)
 
 
+def test_validate_with_a_given_profile_says_it_is_a_forecast(synth, tmp_path):
+    prof = tmp_path / "p.json"
+    assert main(["calibrate", str(synth), "-o", str(prof)]) == 0
+    assert main(["validate", str(synth), "--profile", str(prof), "-o", str(tmp_path / "rep")]) == 0
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "forecast from a given profile" in text and f"`{prof}`" in text
+    assert "leave-one-configuration-out" not in text
+
+
 def test_validate_exceeded_bound_exits_1(synth, tmp_path, capsys):
     rc = main(["validate", str(synth), "--max-error", "1e-9", "-o", str(tmp_path / "rep")])
     assert rc == 1

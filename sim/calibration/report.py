@@ -62,10 +62,12 @@ def write_report(out_dir: str | Path, preds: list[RunPrediction], command: str, 
     None when each run was predicted from a profile of the other configurations (leave-one-configuration-out)."""
     out = Path(out_dir)
     s = error_summary(preds)
-    how = (f"Each run is predicted by the profile `{profile}` (fitted elsewhere: a forecast)" if profile else
-           "Each run is predicted by a profile fitted on the runs of every *other* configuration")
-    md = [f"# Validation: predicted vs measured ({'forecast from a given profile' if profile else 'leave-one-configuration-out'})",
-          "", f"Command: `{command}`", "",
+    if profile:
+        kind, how = "forecast from a given profile", f"Each run is predicted by the profile `{profile}`"
+    else:
+        kind, how = ("leave-one-configuration-out",
+                     "Each run is predicted by a profile fitted on the runs of every *other* configuration")
+    md = [f"# Validation: predicted vs measured ({kind})", "", f"Command: `{command}`", "",
           how + ", with its own accept/reject sequence replayed (simulator; `cf` = closed form at the run's accept "
           "fraction). Speedups are over the measured / predicted single-device AR of the same model shape.", "",
           "```", table(preds), "```", "", "![predicted vs measured](scatter.svg)", ""]
