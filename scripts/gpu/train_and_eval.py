@@ -253,6 +253,16 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smoke", action="store_true", help="tiny sizes everywhere: a CPU test of the plumbing")
     a = p.parse_args()
+    # every step reads the evaluation prompts (overlap check, evaluation): say so before any GPU time is spent
+    # (the GPU image has no shared/; carry .cache/prompts and set SPD_PROMPTS_DIR, docs/training.md)
+    sys.path.insert(0, str(REPO))
+    from reference.prompts import prompts_dir
+    from sim.errors import InputError
+    try:
+        os.environ["SPD_PROMPTS_DIR"] = str(prompts_dir())
+    except InputError as exc:
+        print(f"train_and_eval: error: {exc}", file=sys.stderr)
+        return 2
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / f"{a.mode}.log"
