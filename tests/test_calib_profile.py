@@ -132,3 +132,28 @@ def test_trace_overhead_comes_off_rank0_serial_costs_only_for_untraced_runs(tmp_
     assert arp["verify"] == arp["control"] == arp["control_hop"] == 0.0
     base_costs = calibrated_method(base, shape, "spd", stages=2, spread="constant").costs
     assert base_costs.verify.mean_ms == pytest.approx(traced["verify"])  # no overhead measured: unchanged
+
+
+def test_stage1_start_floor_sets_the_ar_pipeline_control_hop(tmp_path):
+    """Stage 1 starts at max(broadcast, floor): the control hop is what the floor leaves after the broadcast,
+    none once the broadcast is longer; without a floor the pooled control hop stays. Survives save / load."""
+    from dataclasses import replace
+
+    from sim.calibration.profile import Dist, MethodTerms
+    from sim.calibration.profile_to_scenario import calibrated_method
+
+    base = true_profile()
+    prof = replace(base, by_method={"ar_pipeline": MethodTerms(stage1_start_floor=Dist(0.4))})
+    prof.save(tmp_path / "p.json")
+    assert load_profile(tmp_path / "p.json").by_method["ar_pipeline"].stage1_start_floor.mean_ms == 0.4
+
+    def costs(p, n):
+        c = calibrated_method(p, SMALL, "ar_pipeline", stages=n, spread="constant", untraced=False).costs
+        return c.control.mean_ms, c.control_hop.mean_ms
+
+    for n in (2, 4):
+        control, hop = costs(prof, n)
+        assert hop == pytest.approx(max(0.4 - control, 0.0))
+    assert costs(base, 2)[1] == pytest.approx(base.control_hop.mean_ms)
+    big = replace(prof, by_method={"ar_pipeline": MethodTerms(stage1_start_floor=Dist(0.0))})
+    assert costs(big, 2)[1] == 0.0

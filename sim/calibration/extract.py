@@ -34,6 +34,9 @@ from ..errors import InputError
 from ..traces import Trace, header_process_layout, load_trace
 
 
+
+LATE_START_MS = 0.02  # stage 1 starting this long after the broadcast's end waited for something else
+
 @dataclass(frozen=True)
 class ModelShape:
     """The parts of a model config that set its timing."""
@@ -114,6 +117,9 @@ class RunMeasurement:
     verify_fill_ms: list[float] = field(default_factory=list)  # SPD cycles in which no token finished
     control_ms: list[float] = field(default_factory=list)
     control_hop_ms: list[float] = field(default_factory=list)
+    # cycle start -> stage 1's forward start, in cycles where stage 1 began later than LATE_START_MS after the
+    # broadcast had ended (it waited for its thread to wake in the process it shares with rank 0)
+    stage1_late_start_ms: list[float] = field(default_factory=list)
     send_ms: list[float] = field(default_factory=list)
     bookkeeping_ms: list[float] = field(default_factory=list)
     flush_ms: float | None = None
@@ -302,7 +308,11 @@ def _pipeline_samples(tr: Trace, m: RunMeasurement) -> None:
             s = e.rank - 1
             m.stage.append(StageSample(s, m.split[s], m.ranks_on_device(e.rank), e.duration_ms))
             if s == 0 and (e.prompt, e.cycle) in ctrl:
-                m.control_hop_ms.append(max(_ms(e.t0_ns - ctrl[(e.prompt, e.cycle)].t1_ns), 0.0))  # >= 0: clock residual
+                hop = _ms(e.t0_ns - ctrl[(e.prompt, e.cycle)].t1_ns)
+                m.control_hop_ms.append(max(hop, 0.0))  # >= 0: clock residual
+                c = cycles.get((e.prompt, e.cycle))
+                if c is not None and hop > LATE_START_MS:
+                    m.stage1_late_start_ms.append(_ms(e.t0_ns - c.t0_ns))
         elif e.name == "draft" and e.rank == 0 and (e.prompt, e.cycle) in cycles:
             m.draft.append((cycles[(e.prompt, e.cycle)].in_flight + 1, e.duration_ms))
         elif e.name == "verify" and e.rank == 0:

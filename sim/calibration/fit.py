@@ -167,12 +167,17 @@ def fit_by_method(pipe: list[RunMeasurement], stage: StageModel) -> dict[str, Me
         rs = [r for r in pipe if r.method == method]
         hops, _ = _link_dists(rs, net=True)
         ch = [x for r in rs for x in r.control_hop_ms]
+        # AR pipeline only: rank 0 waits idle, so stage 1's wake-up is on the critical path (~0.4 ms after the
+        # cycle start on 2x H200, whatever the broadcast). Fitted for SPD too, it made the 4-GPU forecast worse
+        # (session 5: full-trace max 5.6% -> 8.7%): there the draft runs meanwhile.
+        late = [x for r in rs for x in r.stage1_late_start_ms] if method == "ar_pipeline" else []
         sd = [x for r in rs for x in r.send_ms]
         co = [x for r in rs for x in r.collect_ms]
         ver_f, ver_y = _verify_points(rs, stage)
         verify = fit_linear(ver_f, ver_y, VERIFY_FEATURES) if ver_y else None
         out[method] = MethodTerms(control_hop=Dist.of(ch) if ch else None, send_ms=Dist.of(sd) if sd else None,
-                                  hops=hops, collect=Dist.of(co) if co else None, runs=len(rs), verify=verify)
+                                  hops=hops, collect=Dist.of(co) if co else None, runs=len(rs), verify=verify,
+                                  stage1_start_floor=Dist.of(late) if len(late) >= MIN_CYCLES_PER_EVENT else None)
     return out
 
 

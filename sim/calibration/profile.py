@@ -130,6 +130,10 @@ class MethodTerms:
     # rank 0's verify for this method (SPD's carries its bookkeeping and draft insertion, the AR pipeline's
     # only the head and argmax: 2-3x apart on the H100 traces); None: the pooled ``Profile.verify``
     verify: LinearFit | None = None
+    # cycle start -> stage 1's forward start when that came after the broadcast: stage 1 starts at
+    # max(broadcast, this floor), so a short broadcast (n=2) leaves a long control hop and a long one (n=4)
+    # none. None (older profiles, SPD): the control hop is ``control_hop``
+    stage1_start_floor: Dist | None = None
 
 
 @dataclass(frozen=True)
@@ -227,7 +231,9 @@ def _by_method(obj: Any, src: str) -> dict[str, MethodTerms]:
             hops={k: _dist(v, src, f"by_method.{m}.hops.{k}") for k, v in hops.items()},
             collect=_dist(t["collect"], src, f"by_method.{m}.collect") if t.get("collect") else None,
             runs=int(t.get("runs", 0)),
-            verify=_lin(t["verify"], src, f"by_method.{m}.verify") if t.get("verify") else None)
+            verify=_lin(t["verify"], src, f"by_method.{m}.verify") if t.get("verify") else None,
+            stage1_start_floor=_dist(t["stage1_start_floor"], src, f"by_method.{m}.stage1_start_floor")
+            if t.get("stage1_start_floor") else None)
     return out
 
 

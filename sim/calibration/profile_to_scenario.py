@@ -138,6 +138,8 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
             cost["verify"] += mt.collect.mean_ms
         ctrl_hop, send_d, hops = profile.terms(method)
         cost["control_hop"] = ctrl_hop.mean_ms
+        if mt is not None and mt.stage1_start_floor is not None:  # stage 1 starts at max(broadcast, floor)
+            cost["control_hop"] = max(mt.stage1_start_floor.mean_ms - cost["control"], 0.0)
         cost["bookkeeping"] = profile.bookkeeping.mean_ms
         cost["flush"] = profile.flush.mean_ms if method != "ar_pipeline" else 0.0
         overhead = profile.trace_overhead_ms.get(method, {}) if untraced else {}
