@@ -109,9 +109,11 @@ def test_four_gpu_runs_forecast_from_two_gpu_runs_of_the_same_host():
     """Issue 8's forecast (session 4, 4x H200): calibrated on the 2-GPU runs only (n=2, and n=3/4 with two
     stages on a GPU, with their cycle-level twins), the 4-GPU runs (n=4, one stage per GPU) it never saw are
     predicted within the calibration goal at full trace level (12 runs, session 5's default-model run
-    included: median 1.6%, max 5.6% when written), and within 13% uninstrumented (13 pipeline runs, session 5's
-    stage-split runs included: median 6.4%, max 12.4%, the max a qwen3-4b alpha 1.0 run whose full-trace twin
-    runs only 0.1 ms per cycle slower where other twins run 0.3-0.5 ms slower; reports/h200x4/forecast_from_2gpu)."""
+    included: median 2.1%, max 3.4% when written), and within 15% uninstrumented (13 pipeline runs, session 5's
+    stage-split runs included: median 5.4%, max 14.2%, the max a qwen3-4b alpha 1.0 run whose full-trace twin
+    runs only 0.1 ms per cycle slower where other twins run 0.3-0.5 ms slower; reports/h200x4/forecast_from_2gpu).
+    Speedups divide by the AR step the profile measured for the shape (session 5; before, by a line fitted
+    across widths, which missed SmolLM2-135M's AR by 9-11%)."""
     from sim.calibration.validate import validate_runs
 
     prof = fit_profile(load_runs(TWO_GPU, require_full=False))
@@ -130,7 +132,7 @@ def test_four_gpu_runs_forecast_from_two_gpu_runs_of_the_same_host():
     assert full["max_abs_rel_error"] <= 0.07, full
     wall = error_summary([p for p, r in zip(preds, four) if r.trace_level == "cycle" and r.method != "ar"])
     assert wall["predicted"] == 13
-    assert wall["median_abs_rel_error"] <= 0.07 and wall["max_abs_rel_error"] <= 0.13, wall
+    assert wall["median_abs_rel_error"] <= 0.07 and wall["max_abs_rel_error"] <= 0.15, wall
 
 
 @pytest.mark.skipif(len(TWO_GPU) < 30 or len(FOUR_GPU) < 20, reason="committed 4x H200 traces not present")
@@ -138,8 +140,8 @@ def test_trace_overhead_from_twins_makes_uninstrumented_predictions_better(monke
     """`--trace full` synchronises at every event, so full-trace timings over-state the wall clock: by
     0.1-0.9 ms per cycle at n=4 on 4x H200. Runs measured at both levels give that overhead; leave-one-
     configuration-out over the same host's 2- and 4-GPU runs, the cycle-level (headline) pipeline runs are then
-    predicted with median 4.9%, max 11.3% over 17 runs (without it 10.6% / 21.8%, all too slow) when written
-    (session 5's runs included)."""
+    predicted with median 5.7%, max 12.4% over 17 runs (without it 10.7% / 21.3%, all too slow) when written
+    (session 5's runs and measured AR steps included)."""
     import sim.calibration.fit as fit
     from sim.calibration.validate import validate_runs
 
@@ -160,6 +162,6 @@ def test_trace_overhead_from_twins_makes_uninstrumented_predictions_better(monke
     monkeypatch.setattr(fit, "fit_trace_overhead", lambda rs: ({}, 0))
     without = headline_errors()
     assert with_overhead["predicted"] == without["predicted"] == 17
-    assert with_overhead["median_abs_rel_error"] <= 0.05, with_overhead
+    assert with_overhead["median_abs_rel_error"] <= 0.06, with_overhead
     assert with_overhead["median_abs_rel_error"] < 0.6 * without["median_abs_rel_error"], (with_overhead, without)
     assert with_overhead["max_abs_rel_error"] < without["max_abs_rel_error"], (with_overhead, without)

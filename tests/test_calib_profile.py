@@ -11,7 +11,7 @@ from sim.calibration.published import build_published_profile, forecast_rows, lo
 from sim.cli import main
 from sim.errors import InputError
 
-from test_calib_fit import SMALL, true_profile
+from test_calib_fit import SMALL, WIDE, true_profile
 
 
 def test_round_trip_and_environment_warning(tmp_path):
@@ -157,3 +157,26 @@ def test_stage1_start_floor_sets_the_ar_pipeline_control_hop(tmp_path):
     assert costs(base, 2)[1] == pytest.approx(base.control_hop.mean_ms)
     big = replace(prof, by_method={"ar_pipeline": MethodTerms(stage1_start_floor=Dist(0.0))})
     assert costs(big, 2)[1] == 0.0
+
+
+def test_a_measured_shapes_ar_step_is_predicted_as_measured(tmp_path):
+    """The speedup's denominator: the AR step the profile measured for the shape (or for one of the same
+    dimensions under another name), else the line L x layer + extra. Survives save / load."""
+    from dataclasses import replace
+
+    from dataclasses import fields
+
+    from sim.calibration.extract import ModelShape
+    from sim.calibration.profile_to_scenario import calibrated_method
+
+    base = true_profile()
+    line = calibrated_method(base, SMALL, "ar", spread="constant").scenario.ar_token_ms()
+    prof = replace(base, ar_step_ms_by_shape={SMALL.key: 1.234})
+    prof.save(tmp_path / "p.json")
+    prof = load_profile(tmp_path / "p.json")
+    assert calibrated_method(prof, SMALL, "ar", spread="constant").scenario.ar_token_ms() == pytest.approx(1.234)
+    renamed = ModelShape("tiny-real", *[getattr(SMALL, f.name) for f in fields(SMALL)][1:])
+    assert renamed.key != SMALL.key and renamed.key.split(":", 1)[1] == SMALL.key.split(":", 1)[1]
+    assert calibrated_method(prof, renamed, "ar", spread="constant").scenario.ar_token_ms() == pytest.approx(1.234)
+    assert calibrated_method(prof, WIDE, "ar", spread="constant").scenario.ar_token_ms() != pytest.approx(1.234)
+    assert line != pytest.approx(1.234)

@@ -11,7 +11,9 @@ from sim.cli import main
 from test_calib_fit import SMALL, WIDE, true_profile
 
 CPU_TRACES = Path(__file__).parents[1] / "traces" / "cpu"
-CPU_MAX_ERROR = 1.5  # gloo, 3-5 ranks on 2 shared cores, recorded while the machine was busy: guards the loop (a broken fit or unit error is off by >> 150%), not accuracy
+CPU_MAX_ERROR = 2.0  # gloo, 3-5 ranks on 2 shared cores, recorded while the machine was busy: guards the loop
+# (a unit error is off by 1000x), not accuracy. Was 1.5 until session 5: speedups now divide by the measured AR
+# step, so they carry the pipeline runs' own tokens/s errors (up to +163% here) instead of a fitted AR line's
 
 
 @pytest.fixture(scope="module")

@@ -226,10 +226,12 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
 
     # single-device AR step: L x layer + extra(head)
     ar_feats, ar_y, ar_ratios = [], [], []
+    ar_steps: dict[str, list[float]] = defaultdict(list)
     for r in runs:
         if r.method == "ar" and r.ar_step_ms:
             base = r.shape.layers * stage.layer_ms(r.shape.key, r.shape.layer_mparams)
             m = float(np.mean(r.ar_step_ms))
+            ar_steps[r.shape.key].append(r.decode_ms / r.decode_tokens)  # per token, as its tokens/s measure it
             ar_feats.append({"const": 1.0, "head_mparams": r.shape.head_mparams})
             ar_y.append(max(m - base, 0.0))
             ar_ratios.extend(np.asarray(r.ar_step_ms) / m)
@@ -291,7 +293,7 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
         bookkeeping=Dist.of([x for r in pipe for x in r.bookkeeping_ms]),
         flush=Dist.of(flush) if flush else Dist(0.0), cost_spread=Dist.of(cost_ratios) if cost_ratios else Dist(1.0),
         by_method=fit_by_method(pipe, stage), verify_fill=Dist.of(fill_y) if fill_y else None,
-        trace_overhead_ms=trace_overhead,
+        trace_overhead_ms=trace_overhead, ar_step_ms_by_shape={k: float(np.mean(v)) for k, v in sorted(ar_steps.items())},
         source={"traces": [r.path for r in runs], "configurations": sorted({r.config_key for r in runs}),
                 "trace_overhead_pairs": twin_pairs,
                 "variants": [dict(t) for t in sorted({tuple(r.variant().items()) for r in runs})],

@@ -34,6 +34,16 @@ class ProfileMismatchWarning(UserWarning):
     """A profile measured on another device / software stack is being applied here."""
 
 
+def same_dims_key(shape_key: str, measured) -> str | None:
+    """The key among ``measured`` that stands for ``shape_key``: itself, else the first of the same
+    architecture under another name (the random-weight timing runs stand for the real model:
+    ``ModelShape.key`` is ``name:dims``); None when no measured shape has its dimensions."""
+    if shape_key in measured:
+        return shape_key
+    dims = shape_key.split(":", 1)[-1]
+    return next((k for k in measured if k.split(":", 1)[-1] == dims), None)
+
+
 @dataclass(frozen=True)
 class Dist:
     """A duration distribution in ms: mean, CV (std/mean) and quantile samples (may be empty)."""
@@ -92,13 +102,8 @@ class StageModel:
     kappa_by_method: dict[str, float] = field(default_factory=dict)  # method -> kappa (else ``kappa``)
 
     def measured_key(self, shape_key: str | None) -> str | None:
-        """The measured shape whose per-layer time ``shape_key`` takes: itself, else the first of the same
-        architecture under another name (the random-weight timing runs stand for the real model:
-        ``ModelShape.key`` is ``name:dims``); None when no measured shape has its dimensions."""
-        if shape_key is None or shape_key in self.per_shape_layer_ms:
-            return shape_key
-        dims = shape_key.split(":", 1)[-1]
-        return next((k for k in self.per_shape_layer_ms if k.split(":", 1)[-1] == dims), None)
+        """The measured shape whose per-layer time ``shape_key`` takes (``same_dims_key``)."""
+        return shape_key if shape_key is None else same_dims_key(shape_key, self.per_shape_layer_ms)
 
     def layer_ms(self, shape_key: str | None, layer_mparams: float) -> float:
         """A measured shape's per-layer time (``measured_key``); else the cross-width line."""
@@ -164,6 +169,9 @@ class Profile:
     # measured at both trace levels; predictions of uninstrumented runs take it off rank 0's serial costs
     # ({}: not measured; the prediction is then that of a fully traced run)
     trace_overhead_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    # the mean single-device AR step (ms) of each shape the traces measured (``same_dims_key``): a measured
+    # shape's AR step is predicted as measured; others by L x layer + ``ar_extra``. {}: older profiles
+    ar_step_ms_by_shape: dict[str, float] = field(default_factory=dict)
 
     def terms(self, method: str) -> tuple[Dist, Dist, dict[str, Dist]]:
         """control_hop, send_ms and hops for ``method``: its own where measured, else pooled."""
@@ -287,6 +295,7 @@ def parse_profile(obj: Any, src: str = "profile") -> Profile:
             by_method=_by_method(obj.get("by_method") or {}, src),
             verify_fill=_dist(obj["verify_fill"], src, "verify_fill") if obj.get("verify_fill") is not None else None,
             trace_overhead_ms=_trace_overhead(obj.get("trace_overhead_ms") or {}, src),
+            ar_step_ms_by_shape={str(k): float(v) for k, v in (obj.get("ar_step_ms_by_shape") or {}).items()},
         )
     except KeyError as exc:
         raise InputError(f"{src}: missing field {exc.args[0]!r}") from None

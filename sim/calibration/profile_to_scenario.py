@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..scenario import Acceptance, Latency, MethodSpec, Scenario, balanced_split, parse_scenario
 from .extract import ModelShape
 from .fit import shape_lookup
-from .profile import Dist, Profile
+from .profile import Dist, Profile, same_dims_key
 
 SPREADS = ("lognormal", "empirical", "constant")
 PIPELINE_METHODS = ("ar_pipeline", "spd", "ppsd")
@@ -120,7 +120,12 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
         notes.append(f"{shape.name}: per-layer time of the measured shape {twin.split(':', 1)[0]} (same dimensions) "
                      f"= {layer_ms:.4f} ms" if twin else f"{shape.name}: per-layer time from the cross-width fit "
                      f"a0 + a1 x {shape.layer_mparams:.2f} M params = {layer_ms:.4f} ms (shape not measured)")
-    ar_ms = shape.layers * layer_ms + profile.ar_extra(const=1.0, head_mparams=shape.head_mparams)
+    ar_key = same_dims_key(shape.key, profile.ar_step_ms_by_shape)
+    if ar_key is not None:  # a measured shape's AR step as measured (the fitted line misses small shapes by ~9%)
+        ar_ms = profile.ar_step_ms_by_shape[ar_key]
+        notes.append(f"{shape.name}: single-device AR step as measured for {ar_key.split(':', 1)[0]} = {ar_ms:.4f} ms")
+    else:
+        ar_ms = shape.layers * layer_ms + profile.ar_extra(const=1.0, head_mparams=shape.head_mparams)
     timing: dict = {"layer": layer_ms, "ar_token": _lat(ar_ms, profile.ar_spread, spread), "stage_overhead": 0.0}
     m: dict = {"method": method, "name": name or method}
     cost = {k: 0.0 for k in ("control", "control_hop", "verify", "bookkeeping", "flush")}
