@@ -169,8 +169,9 @@ class Profile:
     # measured at both trace levels; predictions of uninstrumented runs take it off rank 0's serial costs
     # ({}: not measured; the prediction is then that of a fully traced run)
     trace_overhead_ms: dict[str, dict[str, float]] = field(default_factory=dict)
-    # the mean single-device AR step (ms) of each shape the traces measured (``same_dims_key``): a measured
-    # shape's AR step is predicted as measured; others by L x layer + ``ar_extra``. {}: older profiles
+    # the single-device AR time per token (ms: decode time / tokens, mean over runs) of each shape the traces
+    # measured (``same_dims_key``): a measured shape's AR step is predicted as measured, others by
+    # L x layer + ``ar_extra``. {}: older profiles
     ar_step_ms_by_shape: dict[str, float] = field(default_factory=dict)
 
     def terms(self, method: str) -> tuple[Dist, Dist, dict[str, Dist]]:

@@ -44,6 +44,8 @@ def run(args) -> int:
           f"-> {args.out}")
     for key, v in st.per_shape_layer_ms.items():
         print(f"  layer {key}: {v:.4f} ms")
+    for key, v in prof.ar_step_ms_by_shape.items():
+        print(f"  AR per token {key}: {v:.4f} ms (measured; the denominator of its speedups)")
     print(f"  stage: a(d) = {st.a0_ms:.4f} + {st.a1_ms_per_mparam:.5f} ms/Mparam; b = {st.b_ms:.4f} ms; "
           f"contention kappa = {st.kappa:.3f}; forward CV {st.spread.cv:.3f}")
     if st.kappa_by_method:
@@ -51,7 +53,8 @@ def run(args) -> int:
     for meth, t in prof.by_method.items():
         parts = [f"control hop {t.control_hop.mean_ms:.4f}" if t.control_hop else "",
                  f"send {t.send_ms.mean_ms:.4f}" if t.send_ms else "",
-                 f"collect {t.collect.mean_ms:.4f}" if t.collect else ""]
+                 f"collect {t.collect.mean_ms:.4f}" if t.collect else "",
+                 f"stage-1 start floor {t.stage1_start_floor.mean_ms:.4f}" if t.stage1_start_floor else ""]
         parts += [f"hop {k} {d.mean_ms:.4f}" for k, d in t.hops.items()]
         print(f"  {meth} ({t.runs} run(s)): " + ", ".join(x for x in parts if x) + " ms")
     print("  hops: " + ", ".join(f"{k} {d.mean_ms:.4f} ms (cv {d.cv:.2f})" for k, d in prof.hops.items()))
