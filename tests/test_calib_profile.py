@@ -180,3 +180,20 @@ def test_a_measured_shapes_ar_step_is_predicted_as_measured(tmp_path):
     assert calibrated_method(prof, renamed, "ar", spread="constant").scenario.ar_token_ms() == pytest.approx(1.234)
     assert calibrated_method(prof, WIDE, "ar", spread="constant").scenario.ar_token_ms() != pytest.approx(1.234)
     assert line != pytest.approx(1.234)
+
+
+def test_a_trained_drafters_timing_serves_only_its_own_model():
+    """A trained PDM is one model's drafter (fitted as pdm@<model>): another model's prediction takes the replay
+    draft's timing (sized to the target), with a note when a PDM was asked for; a model-agnostic 'pdm' (the
+    published profile's base) serves any model; other sources are used as named."""
+    from sim.calibration.profile import draft_fit_key, resolve_draft_source
+
+    assert draft_fit_key("pdm", "SmolLM2") == "pdm@SmolLM2" and draft_fit_key("replay", "SmolLM2") == "replay"
+    draft = {"replay": object(), "pdm@SmolLM2": object()}
+    assert resolve_draft_source(draft, None, "SmolLM2") == ("pdm@SmolLM2", None)
+    assert resolve_draft_source(draft, "pdm", "SmolLM2") == ("pdm@SmolLM2", None)
+    assert resolve_draft_source(draft, None, "qwen3-4b") == ("replay", None)
+    src, note = resolve_draft_source(draft, "pdm", "qwen3-4b")
+    assert src == "replay" and "not measured" in note
+    assert resolve_draft_source(draft, "replay", "SmolLM2") == ("replay", None)
+    assert resolve_draft_source({"pdm": object()}, None, "any") == ("pdm", None)

@@ -26,7 +26,7 @@ from scipy.optimize import least_squares, lsq_linear
 
 from ..errors import InputError
 from .extract import ModelShape, RunMeasurement
-from .profile import LINK_TYPES, Dist, LinearFit, MethodTerms, Profile, StageModel
+from .profile import LINK_TYPES, Dist, LinearFit, MethodTerms, Profile, StageModel, draft_fit_key
 
 
 def fit_linear(features: list[dict[str, float]], y: list[float], names: tuple[str, ...]) -> LinearFit:
@@ -253,14 +253,15 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
             if m > 0:
                 cost_ratios.extend(np.asarray(r.verify_ms) / m)
         if r.draft and r.draft_source:
+            src = draft_fit_key(r.draft_source, r.shape.name)
             by_rows = defaultdict(list)
             for rows, ms in r.draft:
                 by_rows[rows].append(ms)
             for rows, ms in by_rows.items():
                 med = _med(ms)
-                draft_f[r.draft_source].append({"const": 1.0, "draft_layers": float(r.draft_layers),
-                                                "draft_layer_rows": float(r.draft_layers * rows)})
-                draft_y[r.draft_source].append(med / c0)
+                draft_f[src].append({"const": 1.0, "draft_layers": float(r.draft_layers),
+                                     "draft_layer_rows": float(r.draft_layers * rows)})
+                draft_y[src].append(med / c0)
                 if med > 0:
                     draft_ratios.extend(np.asarray(ms) / med)
 

@@ -44,6 +44,29 @@ def same_dims_key(shape_key: str, measured) -> str | None:
     return next((k for k in measured if k.split(":", 1)[-1] == dims), None)
 
 
+def draft_fit_key(source: str, model_name: str) -> str:
+    """Where a profile keeps a draft source's timing fit: a trained PDM is one model's drafter, so its fit is
+    ``pdm@<model>`` (the published profile's convention: a bare ``pdm`` is a model-agnostic one); the replay
+    draft, whose inner PDM is sized to the target, stays ``replay``."""
+    return f"pdm@{model_name}" if source == "pdm" else source
+
+
+def resolve_draft_source(draft: dict, requested: str | None, model_name: str) -> tuple[str | None, str | None]:
+    """(the draft fit to use, a note or None). ``pdm`` (or nothing requested) means this model's trained
+    drafter where measured, else a model-agnostic ``pdm``, else the replay draft, which runs the same PDM
+    forward every cycle for its real cost; any other source is used as named."""
+    if requested not in (None, "pdm"):
+        return requested, None
+    for key in (draft_fit_key("pdm", model_name), "pdm"):
+        if key in draft:
+            return key, None
+    if "replay" in draft:
+        note = ("draft source 'pdm' not measured for this model: its time is the replay draft's (which runs the "
+                "same PDM forward every cycle)") if requested == "pdm" else None
+        return "replay", note
+    return (requested or next(iter(draft), None)), None
+
+
 @dataclass(frozen=True)
 class Dist:
     """A duration distribution in ms: mean, CV (std/mean) and quantile samples (may be empty)."""

@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..scenario import Acceptance, Latency, MethodSpec, Scenario, balanced_split, parse_scenario
 from .extract import ModelShape
 from .fit import shape_lookup
-from .profile import Dist, Profile, same_dims_key
+from .profile import Dist, Profile, resolve_draft_source, same_dims_key
 
 SPREADS = ("lognormal", "empirical", "constant")
 PIPELINE_METHODS = ("ar_pipeline", "spd", "ppsd")
@@ -176,12 +176,9 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
         if method in ("spd", "ppsd"):
             ls = int(draft_layers or 1)
             m["draft_layers"] = ls
-            src = draft_source or ("pdm" if "pdm" in profile.draft else next(iter(profile.draft), None))
-            if src == "pdm" and src not in profile.draft and "replay" in profile.draft:
-                # the replay draft runs its inner PDM forward every cycle for its real cost (docs/executor.md)
-                notes.append("draft source 'pdm' not measured: its time is the replay draft's (which runs the same "
-                             "PDM forward every cycle)")
-                src = "replay"
+            src, note = resolve_draft_source(profile.draft, draft_source, shape.name)
+            if note:
+                notes.append(note)
             if src is None or src not in profile.draft:
                 raise InputError(f"profile: no draft-module timing for source {src!r} (measured: "
                                  f"{', '.join(profile.draft) or 'none'}); calibrate from spd runs with that draft")
@@ -192,7 +189,7 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
         timing.update({"verify": 0.0, "cycle_overhead": 0.0})
         if method == "eagle3" and profile.draft:  # one chain step: the draft fit at L_s layers over one row
             ls = int(draft_layers or 1)
-            src = draft_source or ("pdm" if "pdm" in profile.draft else next(iter(profile.draft)))
+            src, _ = resolve_draft_source(profile.draft, draft_source, shape.name)
             d_ms = profile.draft[src](const=1.0, draft_layers=float(ls), draft_layer_rows=float(ls))
             timing["draft_layer"] = d_ms / ls
             notes.append(f"eagle3: a draft step costs the profile's {src} draft at one row; round verify/overheads not profiled (0)")
