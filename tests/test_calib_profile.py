@@ -162,9 +162,7 @@ def test_stage1_start_floor_sets_the_ar_pipeline_control_hop(tmp_path):
 def test_a_measured_shapes_ar_step_is_predicted_as_measured(tmp_path):
     """The speedup's denominator: the AR step the profile measured for the shape (or for one of the same
     dimensions under another name), else the line L x layer + extra. Survives save / load."""
-    from dataclasses import replace
-
-    from dataclasses import fields
+    from dataclasses import fields, replace
 
     from sim.calibration.extract import ModelShape
     from sim.calibration.profile_to_scenario import calibrated_method

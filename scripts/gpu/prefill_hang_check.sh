@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# GPU check of the session-4 prefill-deadlock fix (docs/perf-notes.md): the AR pipeline and SPD at n=4, one stage
-# per GPU, controller + stage 1 sharing GPU 0's process, prompts of different lengths (each prompt's prefill picks
-# new GEMM kernels: with CUDA lazy loading a first launch waits for the device queue, where rank 0's receive
-# spins). With CUDA graphs and eager (--no-cuda-graphs). Usage: bash scripts/gpu/prefill_hang_check.sh PROMPTS.jsonl
+# GPU check of the shared-process deadlock fixes (docs/perf-notes.md, sessions 4-5): the AR pipeline and SPD at
+# n=4, one stage per GPU, controller + stage 1 sharing GPU 0's process, prompts of different lengths. A kernel
+# launch of stage 1 can block while rank 0's NCCL receive spins on the same GPU (a new prompt length's first
+# launch; eager decode steps), so rank 0 waits for stage 1's launch first (stage.prefill_needs_launch_signal,
+# stage.step_needs_launch_signal). With CUDA graphs and eager (--no-cuda-graphs).
+# Usage: bash scripts/gpu/prefill_hang_check.sh PROMPTS.jsonl
 set -u
 cd "$(dirname "$0")/../.."
 prompts=${1:?usage: prefill_hang_check.sh PROMPTS.jsonl}
