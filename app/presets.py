@@ -84,7 +84,7 @@ HARDWARE: dict[str, HardwarePreset] = {p.name: p for p in (
 PROFILE_PRESETS: dict[str, Path] = {
     "Calibrated profile: published implementation, H100 HF eager (profiles/published_qwen35_4b.json)":
         ROOT / "profiles" / "published_qwen35_4b.json",
-    # Our executor (fused kernels, CUDA graphs, one process per GPU), measured in session 4 at n = 2-4.
+    # Our executor (fused kernels, CUDA graphs, one process per GPU), measured in sessions 4-5 at n = 2-4.
     "Calibrated profile: this executor, 4x H200 NVLink (profiles/h200x4_full_traces.json)":
         ROOT / "profiles" / "h200x4_full_traces.json",
 }
@@ -105,7 +105,14 @@ def hardware_names() -> list[str]:
 
 
 def hardware_note(hardware_name: str) -> str:
-    return HARDWARE[hardware_name].note if hardware_name in HARDWARE else PROFILE_NOTE
+    if hardware_name in HARDWARE:
+        return HARDWARE[hardware_name].note
+    check = _profile(str(PROFILE_PRESETS[hardware_name])).source.get("self_check")
+    if not check:
+        return PROFILE_NOTE
+    from sim.calibration.validate import self_check_line
+
+    return PROFILE_NOTE + f" How far off this profile was on its own runs ({self_check_line(check)})."
 
 
 @lru_cache(maxsize=8)

@@ -199,3 +199,13 @@ def test_measured_executor_profile_preset(at):
     prof = presets._profile(str(presets.PROFILE_PRESETS[name]))
     measured = next(v for k, v in prof.stage.per_shape_layer_ms.items() if k.startswith("qwen3-4b:"))
     assert at.slider(key="layer_ms").value == pytest.approx(round(measured, 3))
+
+
+def test_profile_preset_says_how_far_off_it_was_on_its_own_runs():
+    """A profile calibrated with --self-check (the committed 4x H200 one) carries its leave-one-out errors into
+    the preset's help text; the published profile (no executor runs) and hand-made presets do not."""
+    name = next(n for n in presets.PROFILE_PRESETS if "h200x4_full_traces.json" in n)
+    published = next(n for n in presets.PROFILE_PRESETS if "published" in n)
+    assert "its own runs" in presets.hardware_note(name) and "uninstrumented runs median" in presets.hardware_note(name)
+    assert "its own runs" not in presets.hardware_note(published)
+    assert "its own runs" not in presets.hardware_note(next(iter(presets.HARDWARE)))

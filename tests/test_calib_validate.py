@@ -52,6 +52,25 @@ def test_validate_with_a_given_profile_says_it_is_a_forecast(synth, tmp_path):
     assert "leave-one-configuration-out" not in text
 
 
+def test_calibrate_self_check_travels_with_the_profile(synth, tmp_path, capsys):
+    """`spd calibrate --self-check` stores the profile's leave-one-configuration-out errors on its own runs, and
+    a prediction with that profile says them (a profile without them says nothing)."""
+    plain, checked = tmp_path / "plain.json", tmp_path / "checked.json"
+    assert main(["calibrate", str(synth), "-o", str(plain)]) == 0
+    assert main(["calibrate", str(synth), "--self-check", "-o", str(checked)]) == 0
+    out = capsys.readouterr().out
+    check = json.loads(checked.read_text())["source"]["self_check"]
+    assert "self_check" not in json.loads(plain.read_text())["source"]
+    assert check["full"]["predicted"] == 6 and 0 <= check["full"]["median_abs_rel_error"] < 0.10
+    assert "self-check: its own runs" in out
+    scen = tmp_path / "s.json"
+    scen.write_text(json.dumps({"target": {"name": SMALL.name, "layers": SMALL.layers, "hidden_size": SMALL.hidden_size},
+                                "acceptance": {"alpha": 0.8}, "methods": [{"method": "spd", "stages": 2, "draft_layers": 2}]}))
+    for prof, said in ((checked, True), (plain, False)):
+        assert main(["predict", str(scen), "--profile", str(prof)]) == 0
+        assert ("note: profile self-check" in capsys.readouterr().err) == said
+
+
 def test_validate_exceeded_bound_exits_1(synth, tmp_path, capsys):
     rc = main(["validate", str(synth), "--max-error", "1e-9", "-o", str(tmp_path / "rep")])
     assert rc == 1

@@ -10,6 +10,7 @@ from ..closed_form import predict_scenario
 from ..scenario import Scenario
 from .profile import Profile, ProfileMismatchWarning, load_profile, local_environment
 from .profile_to_scenario import Calibrated, profile_to_scenarios
+from .validate import self_check_line
 
 
 def load_profile_here(profile_path: str) -> Profile:
@@ -24,9 +25,12 @@ def load_profile_here(profile_path: str) -> Profile:
 
 def calibrated(scenario: Scenario, profile_path: str, spread: str = "lognormal") -> list[Calibrated]:
     """One calibrated single-method scenario per method of ``scenario``; environment mismatch -> one warning line."""
-    cals = profile_to_scenarios(load_profile_here(profile_path), scenario, spread=spread)
+    prof = load_profile_here(profile_path)
+    cals = profile_to_scenarios(prof, scenario, spread=spread)
     for note in sorted({n for c in cals for n in c.notes}):
         sys.stderr.write(f"note: {note}\n")
+    if "self_check" in prof.source:  # how far the profile was off on its own runs (spd calibrate --self-check)
+        sys.stderr.write(f"note: profile self-check: {self_check_line(prof.source['self_check'])}\n")
     return cals
 
 

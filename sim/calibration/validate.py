@@ -176,3 +176,25 @@ def error_summary(preds: list[RunPrediction]) -> dict:
     return {"runs": len(preds), "predicted": len(errs),
             "median_abs_rel_error": float(np.median(errs)) if errs else None,
             "max_abs_rel_error": float(np.max(errs)) if errs else None}
+
+
+def self_check(runs: list[RunMeasurement]) -> dict:
+    """``spd calibrate --self-check``: leave-one-configuration-out over the runs a profile is fitted on, the
+    error summary (speedup, else tokens/s) of the pipeline runs by trace level ("full", "cycle")."""
+    preds = validate_runs(runs)
+    out = {}
+    for level in ("full", "cycle"):
+        out[level] = error_summary([p for p, r in zip(preds, runs) if r.trace_level == level and r.method != "ar"])
+    return out
+
+
+def self_check_line(check: dict) -> str:
+    """One line: the profile's leave-one-configuration-out errors in predicted speedup, by trace level."""
+    parts = []
+    for level, what in (("cycle", "uninstrumented"), ("full", "full-trace")):
+        s = check.get(level) or {}
+        if s.get("predicted"):
+            parts.append(f"{what} runs median {100 * s['median_abs_rel_error']:.1f}%, max "
+                         f"{100 * s['max_abs_rel_error']:.1f}% ({s['predicted']} runs)")
+    return ("its own runs, each predicted from the other configurations: " + "; ".join(parts)) if parts else \
+        "no run could be predicted from the others"

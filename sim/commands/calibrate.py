@@ -14,6 +14,10 @@ def add_arguments(p) -> None:
     p.add_argument("-o", "--out", required=True, help="profile JSON to write")
     p.add_argument("--published", nargs="?", const="", default=None, metavar="PATH",
                    help="build the published implementation's profile (default PATH: the shared published_spd.json)")
+    p.add_argument("--self-check", action="store_true",
+                   help="also predict each run from a profile of the other configurations (as `spd validate "
+                        "--profile-from-others`) and store the errors in the profile: predictions made with it "
+                        "then say how far off it was on its own runs")
 
 
 def run(args) -> int:
@@ -35,9 +39,12 @@ def run(args) -> int:
         raise InputError("give at least one trace (run directory) or --published")
     from ..calibration.fit import fit_profile
     from ..calibration.inputs import load_runs
+    from ..calibration.validate import self_check, self_check_line
 
     runs = load_runs(args.traces, require_full=False)  # cycle-level twins of full traces: the trace overhead
     prof = fit_profile(runs)
+    if args.self_check:
+        prof.source["self_check"] = self_check(runs)
     prof.save(args.out)
     st = prof.stage
     print(f"profile of {len(prof.source['traces'])} run(s), {len(prof.source['configurations'])} configuration(s) "
@@ -66,4 +73,7 @@ def run(args) -> int:
                           for m, d in prof.trace_overhead_ms.items()) + " ms per cycle")
     for note in prof.source.get("notes", []):
         print(f"  note: {note}")
+    if "self_check" in prof.source:
+        print(f"  self-check: {self_check_line(prof.source['self_check'])}")
     return 0
+
