@@ -90,6 +90,11 @@ class RunConfig:
         procs = self.rank_processes()
         return [process_label([r for r in range(len(procs)) if procs[r] == p]) for p in range(self.process_count)]
 
+    @property
+    def graphed_steps(self) -> bool:
+        """Whether one-token steps (stages and the single-device AR) replay CUDA graphs."""
+        return self.cuda_graphs and self.device == "cuda"
+
     def resolved_kernels(self) -> str:
         if self.kernels != "auto":
             return self.kernels

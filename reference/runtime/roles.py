@@ -127,12 +127,12 @@ def _run_rank(cfg: RunConfig, comm: Comm, prompts: list[dict], wd, stream_clock:
         plan = make_plan(cfg, L, anchors)
         if rank == 0:
             role = ControllerRank(comm, plan, model, rec, wd, sampling,
-                                  stage_steps_graphed=cfg.cuda_graphs and device.type == "cuda")
+                                  stage_steps_graphed=cfg.graphed_steps)
         else:
             from .stage import StageRank
 
             role = StageRank(comm, plan, model.stage(start, end), rank - 1, rec, wd,
-                             use_graph=cfg.cuda_graphs and device.type == "cuda",
+                             use_graph=cfg.graphed_steps,
                              compile_step=cfg.resolved_kernels() == "compiled")
     _barrier(comm)  # everyone loaded and captured: from here on, receives use the run timeout
     if os.environ.get("SPD_FAULT_RANK") == str(rank):  # fault injection for tests: this rank fails now
@@ -168,7 +168,7 @@ def _run_single(cfg, prompts, wd, rec, sampling, device) -> None:
 
     wd.phase("loading the model", cfg.load_timeout_s)
     model, tok = load_target(cfg, str(device))
-    ar = SingleDeviceAR(model, rec, wd, sampling, use_graph=cfg.cuda_graphs and device.type == "cuda",
+    ar = SingleDeviceAR(model, rec, wd, sampling, use_graph=cfg.graphed_steps,
                         compile_step=cfg.resolved_kernels() == "compiled")
     wd.phase("decode", cfg.timeout_s + 10)
     eos = _eos(cfg, model)
@@ -280,7 +280,7 @@ def _header(cfg: RunConfig, model, plan, parts: list[dict], comm: Comm | None) -
                        "graphs": cfg.draft_graphs}
                       if cfg.method == "spd" else None),
             "temperature": cfg.temperature, "seed": cfg.seed, "max_new_tokens": cfg.max_new_tokens,
-            "trace_level": cfg.trace, "cuda_graphs": cfg.cuda_graphs and cfg.device == "cuda",
+            "trace_level": cfg.trace, "cuda_graphs": cfg.graphed_steps,
             "timeout_s": cfg.timeout_s, "env": environment(devices)}
 
 

@@ -36,6 +36,8 @@ class StageRank:
         self._tok = torch.zeros(1, 1, dtype=torch.long, device=self.device)
         self._h1 = torch.empty(1, 1, self.d, dtype=self.dtype, device=self.device)
         self.pending = False  # a hidden state from stage s-1 is in transit to us
+        # stage 1, eager, in rank 0's process: tell rank 0 each AR-pipeline step is launched (ControllerRank)
+        self.step_launch_signal = s == 0 and step_needs_launch_signal(comm, plan, use_graph)
 
     # -- transport with trace records ---------------------------------------------------------------
     def _recv_up(self, out: torch.Tensor) -> torch.Tensor:
@@ -89,7 +91,7 @@ class StageRank:
                 self._cycle(wire.msg)
             elif wire.op is Op.AR_STEP:
                 self._forward_one(wire.msg.token, wire.msg.position)
-                if self.s == 0 and step_needs_launch_signal(self.comm, self.plan, self.step.use_graph):
+                if self.step_launch_signal:
                     self.comm.send_ints(torch.ones(1, dtype=torch.int64), 0)
             elif wire.op is Op.END:
                 self._drain()

@@ -179,7 +179,9 @@ class TrainingData:
                 key = tuple(s)
                 if key not in seen:
                     seen.add(key)
-                    seqs.append(s), plens.append(p), sampled.append(smp)
+                    seqs.append(s)
+                    plens.append(p)
+                    sampled.append(smp)
         total = sum(len(d.seqs) for d in parts)
         return cls(seqs, plens, sampled, {"parts": [{"file": Path(p).name, **d.provenance} for p, d in zip(paths, parts)],
                                           "duplicates_dropped": total - len(seqs)})

@@ -186,8 +186,8 @@ def build_plan(plan: str, gguf: str | None = None) -> list[Spec]:
         m += _shape_runs("qwen3-4b", 4, "full", "calibration", 1)
         m += _shape_runs("llama-3.1-8b", 4, "full", "calibration", 1)
         m += _shape_runs("llama-3.1-8b", 4, "cycle", "headline", 2)
-        # call 3 (session 5): the split `spd split scenarios/h200x4_n4_qwen3-4b.json` predicts +6.3% for
-        # (stage 1 shares GPU 0 with the draft), against the balanced split in the same call
+        # call 3 (session 5): the split 7/9/9/11 that `spd split scenarios/h200x4_n4_qwen3-4b.json` predicts
+        # 6.3% faster (stage 1 shares GPU 0 with the draft), against the balanced split in the same call
         q, pl = "random:qwen3-4b", _one_per_gpu(4)
         m += [Spec("qwen3-4b_ar_cycle_c3", q, "ar", 1, "0", trace="cycle", group="split", call=3),
               Spec("qwen3-4b_spd4_a1.0_cycle_c3", q, "spd", 4, pl, 1.0, "cycle", "split", call=3),

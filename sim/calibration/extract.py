@@ -33,9 +33,8 @@ import numpy as np
 from ..errors import InputError
 from ..traces import Trace, header_process_layout, load_trace
 
-
-
 LATE_START_MS = 0.02  # stage 1 starting this long after the broadcast's end waited for something else
+
 
 @dataclass(frozen=True)
 class ModelShape:

@@ -76,4 +76,3 @@ def run(args) -> int:
     if "self_check" in prof.source:
         print(f"  self-check: {self_check_line(prof.source['self_check'])}")
     return 0
-
