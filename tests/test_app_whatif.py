@@ -144,7 +144,7 @@ def test_acceptance_file_sets_alpha_per_stages(at):
     at.selectbox(key="acc_dataset").set_value("gsm8k").run()
     assert not at.exception and not at.error
     want = table.lookup("spd", "gsm8k", 0.0)[4]
-    assert 0.2 < want < 0.5 and want != pytest.approx(at.session_state["alpha_spd"])  # the file, not the slider
+    assert 0.2 < want < 0.95 and want != pytest.approx(at.session_state["alpha_spd"])  # the file, not the slider
     rows = at.dataframe[0].value.set_index("name")
     assert rows.loc["SPD", "alpha"] == pytest.approx(want)
     assert rows.loc["PPSD", "alpha"] == pytest.approx(table.lookup("ppsd", "gsm8k", 0.0)[4])
