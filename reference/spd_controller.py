@@ -288,7 +288,8 @@ class SPDController:
     ``sampling.seed`` seeds each generation afresh: vary it per prompt for independent samples."""
 
     def __init__(self, plan: PipelinePlan, head: TargetHead, draft: DraftSource,
-                 sampling: SamplingConfig = SamplingConfig(), max_seq_len: int | None = None) -> None:
+                 sampling: SamplingConfig = SamplingConfig(), max_seq_len: int | None = None,
+                 speculative: bool = False) -> None:
         if plan.n < 2:
             raise InputError("stages: SPD needs at least 2 stages (with 1 there is no draft in flight to verify)")
         if getattr(draft, "greedy_only", False) and not sampling.greedy:
@@ -298,6 +299,8 @@ class SPDController:
             raise ValueError(f"the draft reads anchors {missing} that the plan does not collect {plan.anchors}")
         self.plan, self.head, self.draft, self.sampling = plan, head, draft, sampling
         self.max_seq_len = max_seq_len
+        # speculative control (``speculate_next``): a GO can run one cycle past the end, one more cache slot
+        self.speculative = speculative
         self.verifier = Verifier(sampling)
         self._started = False
 
@@ -309,9 +312,10 @@ class SPDController:
         if max_new_tokens < 1:
             raise InputError(f"max_new_tokens: must be >= 1, got {max_new_tokens}")
         # Drafts run up to n-1 positions past the last committed token: they need cache slots too.
-        need = len(ids) + max_new_tokens + self.plan.n - 1
+        ahead = self.plan.n - 1 + int(self.speculative)
+        need = len(ids) + max_new_tokens + ahead
         if self.max_seq_len is not None and need > self.max_seq_len:
-            raise InputError(f"prompt: {len(ids)} prompt + {max_new_tokens} new tokens + {self.plan.n - 1} "
+            raise InputError(f"prompt: {len(ids)} prompt + {max_new_tokens} new tokens + {ahead} "
                              f"in-flight drafts exceed the context of {self.max_seq_len}")
         self.prompt = ids
         self.max_new_tokens, self.eos_ids = max_new_tokens, frozenset(int(e) for e in eos_ids)
@@ -325,6 +329,7 @@ class SPDController:
         self._pending_kind = ControlKind.GO
         self._crop = -1
         self._draft_logits: torch.Tensor | None = None
+        self._next_draft: tuple[int, torch.Tensor | None] | None = None  # chosen early by speculate_next
         self.stop_reason = ""
         with torch.no_grad():
             emb = self.head.embed(torch.tensor([ids], device=_device(self.head)))
@@ -354,6 +359,7 @@ class SPDController:
         if self.stop_reason:
             return ControlMessage(ControlKind.STOP, self.cycles + 1)
         self._draft_logits = None
+        self._next_draft = None
         new = self.pipeline[0]
         return ControlMessage(self._pending_kind, self.cycles + 1, new.token, new.position, self._crop,
                               tuple(e.position for e in self.pipeline))
@@ -372,6 +378,25 @@ class SPDController:
         with torch.no_grad():
             self._draft_logits = self.draft.propose(DraftInput(self._completed, inflight))
         self._completed = []
+
+    def speculate_next(self) -> ControlMessage | None:
+        """The GO that ``begin_cycle`` will return after this cycle if it ends without a reject or a stop (a
+        fill or an accept), known as soon as the draft forward is done. Speculative control broadcasts it
+        before verifying, so the stages go on without waiting for rank 0's head and verify; a reject or a stop
+        then costs the stages one wasted cycle (ControllerRank.run_spd). The draft token it carries is chosen
+        here and inserted by ``end_cycle``; at T>0 it is sampled before the verify of this cycle draws its
+        numbers (a different draw order than without speculation, the same distributions). None once the
+        generation is over."""
+        self._need_started()
+        if self.stop_reason:
+            return None
+        self.run_draft()
+        if self._next_draft is None:
+            self._next_draft = self._choose_draft(self._draft_logits)
+        new = self.pipeline[0].position + 1
+        stay = self.pipeline if len(self.pipeline) < self.plan.n else self.pipeline[:-1]  # the oldest finishes
+        return ControlMessage(ControlKind.GO, self.cycles + 2, self._next_draft[0], new, -1,
+                              (new,) + tuple(e.position for e in stay))
 
     def end_cycle(self, out: CycleOutputs) -> CycleRecord:
         """Consume the stages' hidden states; verify when the oldest token finished; commit; pick the next
@@ -437,7 +462,8 @@ class SPDController:
 
     # ---- internals
     def _insert_draft(self, event: str, committed: tuple[int, ...]) -> CycleRecord:
-        token, q = self._choose_draft(self._draft_logits)
+        token, q = self._next_draft or self._choose_draft(self._draft_logits)
+        self._next_draft = None
         self.pipeline.insert(0, self._new_entry(token, self.pipeline[0].position + 1, q))
         return self._record(event, committed, token)
 

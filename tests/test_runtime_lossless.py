@@ -128,3 +128,41 @@ def test_trained_pdm_distributed_matches_local_engine(tmp_path):
         assert got == local.tokens
         assert list(prompt.accepts) == list(local.accepts) and prompt.K == local.cycles
         assert any(local.accepts)  # a trained draft: some drafts are accepted
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_speculative_control_is_lossless_and_wastes_one_cycle_per_reject(tmp_path, ar_greedy, n):
+    """--speculative-control: rank 0 sends the next GO before verifying. Same tokens, same accept/reject
+    sequence as without it; each refill reject and each generation's end cost exactly one wasted cycle
+    (a GO that was wrong on an accept would waste more); K still obeys the count."""
+    args = ("--method", "spd", "--stages", str(n), "--draft", "replay", "--alpha", "0.7", "--max-new-tokens", str(M))
+    base = load_trace(_run(tmp_path, f"base{n}", *args))
+    out = _run(tmp_path, f"spec{n}", *args, "--speculative-control")
+    assert _tokens(out) == ar_greedy
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["lossless_vs_reference"] is True and summary["refill_rejects"] > 0
+    t = load_trace(out)
+    assert t.header["control"] == "speculative" and base.header["control"] == "after_verify"
+    assert [p.accepts for p in t.prompts] == [p.accepts for p in base.prompts]
+    assert t.cycle_count_violations() == []
+    wasted = [c for c in t.cycles if c.event == "wasted"]
+    assert len(wasted) == summary["wasted_cycles"] == summary["refill_rejects"] + len(PROMPTS)
+    assert len(t.cycles) == t.K + len(wasted)
+    assert len({(c.prompt, c.cycle) for c in t.cycles}) == len(t.cycles)  # wall-clock cycle numbers: unique
+    assert main(["calibrate", str(out), "-o", str(tmp_path / "p.json")]) == 2  # not modelled yet: said so
+
+
+def test_speculative_control_samples(tmp_path):
+    """T=1 with an untrained PDM: the draft token is sampled before the verify; the run completes and keeps
+    the cycle count (the verify rule itself is tested in test_verify_rejection)."""
+    out = _run(tmp_path, "spec_t1", "--method", "spd", "--stages", "2", "--draft", "pdm", "--temperature", "1",
+               "--max-new-tokens", str(M), "--speculative-control", "--trace", "cycle")
+    t = load_trace(out)
+    assert t.cycle_count_violations() == [] and all(p.N == M for p in t.prompts)
+    assert sum(c.event == "wasted" for c in t.cycles) == sum(p.R for p in t.prompts) + len(PROMPTS)
+
+
+def test_speculative_control_needs_spd(tmp_path, capsys):
+    assert main(["run", "--model", TINY, "--method", "ar_pipeline", "--stages", "2", "--speculative-control",
+                 "--prompts", _prompt_file(tmp_path, PROMPTS), "--out", str(tmp_path / "x")]) == 2
+    assert "--speculative-control: only for --method spd" in capsys.readouterr().err

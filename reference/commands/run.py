@@ -55,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "each on its own thread and CUDA stream)")
     p.add_argument("--draft-vocab", type=int, default=0,
                    help="untrained/replay PDM: draft head over K token ids, as trained drafts have (0 = full)")
+    p.add_argument("--speculative-control", action="store_true",
+                   help="SPD: broadcast the next cycle's GO before verifying this one, so the stages never wait "
+                        "for rank 0's head and verify; a reject then wastes one cycle more (docs/executor.md)")
     p.add_argument("--stop-at-eos", action="store_true", help="stop at the model's EOS (default: exactly M tokens)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up generations")
     p.add_argument("--check-lossless", action="store_true",
@@ -81,7 +84,8 @@ def config_from_args(args: argparse.Namespace) -> "RunConfig":
                      draft_layers=args.draft_layers, seed=args.seed, dtype=args.dtype, trace=args.trace,
                      cuda_graphs=not args.no_cuda_graphs, timeout_s=args.timeout_s, max_seq_len=args.max_seq_len,
                      ignore_eos=not args.stop_at_eos, warmup=args.warmup, check_lossless=args.check_lossless, stage_split=split,
-                     process_per_rank=args.process_per_rank, kernels=args.kernels, draft_vocab=args.draft_vocab)
+                     process_per_rank=args.process_per_rank, kernels=args.kernels, draft_vocab=args.draft_vocab,
+                     speculative_control=args.speculative_control)
 
 
 def prepare(args: argparse.Namespace):

@@ -53,6 +53,9 @@ class RunConfig:
     # CUDA graph); auto = fused on CUDA, reference on CPU.
     kernels: str = "auto"
     draft_vocab: int = 0  # untrained / replay PDM: head over the first K token ids (0 = full vocabulary)
+    # SPD: broadcast the next cycle's GO before verifying this one (ControllerRank.run_spd); a reject then
+    # costs one wasted cycle more
+    speculative_control: bool = False
 
     @property
     def draft_graphs(self) -> bool:
@@ -145,6 +148,8 @@ def validate(cfg: RunConfig) -> None:
         raise InputError(f"--temperature: must be >= 0, got {cfg.temperature}")
     if not 0.0 <= cfg.alpha <= 1.0:
         raise InputError(f"--alpha: must be in [0, 1], got {cfg.alpha}")
+    if cfg.speculative_control and cfg.method != "spd":
+        raise InputError(f"--speculative-control: only for --method spd (got {cfg.method})")
     if cfg.draft == "replay" and cfg.temperature > 0:
         raise InputError("--draft replay: measurement-only draft for greedy runs (T=0); use --draft pdm for T>0")
     if cfg.draft_layers < 1:

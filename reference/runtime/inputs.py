@@ -92,7 +92,8 @@ def check_against_model(cfg: RunConfig, model_config, prompts: list[dict]) -> No
         from ..spd_controller import stage_bounds
 
         stage_bounds(L, cfg.stages, cfg.stage_split, stages_field="--stages", split_field="--stage-split")
-    spare = cfg.stages - 1 if cfg.method == "spd" else 0  # SPD drafts run up to n-1 positions ahead
+    # SPD drafts run up to n-1 positions ahead (n with speculative control: one GO past the end)
+    spare = cfg.stages - 1 + int(cfg.speculative_control) if cfg.method == "spd" else 0
     for p in prompts:
         need = len(p["ids"]) + cfg.max_new_tokens + spare
         if need > ctx:

@@ -43,7 +43,10 @@ def summarize(cfg: RunConfig, results: list[PromptResult], lossless: bool | None
                     "marginal_accept_rate": sum(sum(r.accepts) for r in results) / drafts if drafts else None,
                     # SPEC.md 2: the published "theoretical" is the mean over prompts of n*N_i/K_i.
                     "l_acc_mean_of_ratios": sum(ratios) / len(ratios) if ratios else None,
-                    "cycle_ms_mean": 1e3 * decode_s / sum(r.cycles for r in results) if results else None,
+                    # wall-clock cycles: K plus the wasted ones of speculative control
+                    "wasted_cycles": sum(r.wasted_cycles for r in results),
+                    "cycle_ms_mean": (1e3 * decode_s / sum(r.cycles + r.wasted_cycles for r in results)
+                                      if results else None),
                     "lossless_vs_reference": lossless})
     return out
 
@@ -62,7 +65,7 @@ def write_run(run_dir: Path, cfg: RunConfig, header: dict, clocks: list[dict], p
         p = prompts[r.prompt]
         n_committed = len(r.tokens)
         rec = {"prompt": r.prompt, "question_id": p.get("question_id"), "prompt_tokens": len(p["ids"]),
-               "N": n_committed, "K": r.cycles, "R": r.refill_rejects, "rejects": r.rejects,
+               "N": n_committed, "K": r.cycles, "W": r.wasted_cycles, "R": r.refill_rejects, "rejects": r.rejects,
                "accepts": [int(a) for a in r.accepts], "stop_reason": r.stop_reason,
                "prefill_ns": r.t_first_ns - r.t_start_ns, "decode_ns": r.t_end_ns - r.t_first_ns,
                "t_start_ns": r.t_start_ns - epoch_ns, "t_first_ns": r.t_first_ns - epoch_ns,
@@ -95,7 +98,8 @@ def summary_line(s: dict) -> str:
             f"{s['decode_tokens']} tokens")
     if s["method"] == "spd":
         line += (f"; acceptance {_fmt(s['marginal_accept_rate'], '.3f')} (marginal, {s['verified_drafts']} drafts), "
-                 f"L_acc {_fmt(s['l_acc_mean_of_ratios'], '.3f')}, K={s['cycles']}, R={s['refill_rejects']}")
+                 f"L_acc {_fmt(s['l_acc_mean_of_ratios'], '.3f')}, K={s['cycles']}, R={s['refill_rejects']}"
+                 + (f", wasted W={s['wasted_cycles']} (speculative control)" if s.get("wasted_cycles") else ""))
         if s.get("lossless_vs_reference") is not None:
             line += f", lossless vs AR reference: {s['lossless_vs_reference']}"
     return line

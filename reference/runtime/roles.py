@@ -127,7 +127,7 @@ def _run_rank(cfg: RunConfig, comm: Comm, prompts: list[dict], wd, stream_clock:
         plan = make_plan(cfg, L, anchors)
         if rank == 0:
             role = ControllerRank(comm, plan, model, rec, wd, sampling,
-                                  stage_steps_graphed=cfg.graphed_steps)
+                                  stage_steps_graphed=cfg.graphed_steps, speculative=cfg.speculative_control)
         else:
             from .stage import StageRank
 
@@ -213,7 +213,8 @@ def _drive(cfg: RunConfig, role: ControllerRank, model, prompts: list[dict], pla
         return reference[ids]
 
     draft = make_draft(cfg, model, reference_for)
-    ctrl = SPDController(plan, model, draft, SamplingConfig(cfg.temperature, cfg.seed), model.config.max_seq_len)
+    ctrl = SPDController(plan, model, draft, SamplingConfig(cfg.temperature, cfg.seed), model.config.max_seq_len,
+                         speculative=cfg.speculative_control)
     for _ in range(cfg.warmup):
         role.run_spd(ctrl, -1, prompts[0]["ids"], min(M, 2 * cfg.stages + 4), eos)
     results = [role.run_spd(ctrl, i, p["ids"], M, eos) for i, p in enumerate(prompts)]
@@ -279,6 +280,7 @@ def _header(cfg: RunConfig, model, plan, parts: list[dict], comm: Comm | None) -
                        "vocab": (min(cfg.draft_vocab, c.vocab_size) or None) if not cfg.draft_checkpoint else None,
                        "graphs": cfg.draft_graphs}
                       if cfg.method == "spd" else None),
+            "control": "speculative" if cfg.speculative_control else "after_verify",
             "temperature": cfg.temperature, "seed": cfg.seed, "max_new_tokens": cfg.max_new_tokens,
             "trace_level": cfg.trace, "cuda_graphs": cfg.graphed_steps,
             "timeout_s": cfg.timeout_s, "env": environment(devices)}

@@ -257,6 +257,10 @@ def measure_trace(tr: Trace, require_full: bool = True) -> RunMeasurement:
     if require_full and level != "full" and tr.method != "ar":
         raise InputError(f"{src}: trace_level {tr.header.get('trace_level')!r}: calibration needs per-op events "
                          "(--trace full); a cycle-level trace can only be validated against, not fitted")
+    if h.get("control", "after_verify") != "after_verify":
+        raise InputError(f"{src}: control {h.get('control')!r} (spd run --speculative-control): the simulator's SPD "
+                         "cycle waits for rank 0's verify, so these runs are neither fitted nor predicted yet; "
+                         "calibrate and validate with runs without --speculative-control")
     split = tuple(int(b - a) for a, b in h.get("stage_layers") or [[0, shape.layers]])
     devs = h.get("rank_devices") or ["cpu"]
     hosts = h.get("hosts") or ["localhost"] * len(devs)
