@@ -93,3 +93,17 @@ def test_forecast_table_prints_a_row_per_method(capsys):
     assert names[0] == "qwen3-4b_ar" and "qwen3-4b_spd4_a1.0" in names and len(rows) == 5
     cells = rows[0].split("|")
     assert cells[2].strip() == "1.00" and cells[3].strip().endswith("1.000")  # AR is its own baseline
+
+
+def test_speculative_control_plan_pairs_every_run_with_its_default_twin():
+    """Issue 4's n=2 headline with --speculative-control: each speculative cycle-level run has its default twin and
+    its shape's AR baseline in the same call, and the call fits its 10 minutes."""
+    runs = em.build_plan("spec-control")
+    names = {s.name for s in runs}
+    spec = [s for s in runs if "--speculative-control" in s.extra]
+    assert spec and all(s.method == "spd" and s.n == 2 for s in spec)
+    for s in spec:
+        if s.trace == "cycle" and "--stage-split" not in s.extra and s.alpha in (1.0, 0.8):
+            assert s.name.removesuffix("_spec") in names
+        assert f"{s.shape.split(':')[1]}_ar_cycle" in names
+    assert sum(em.estimate_s(s) for s in runs) < 560

@@ -139,8 +139,8 @@ def build_matrix(smoke: bool, gpus: int) -> list[Spec]:
 
 
 # ---- multi-GPU plans (issues 8 and 9): the runs those issues list, in priority order, split into device calls ----
-PLANS = ("x2", "x4", "x8", "x4-default-model")
-PLAN_GPUS = {"x2": 2, "x4": 4, "x8": 8, "x4-default-model": 4}
+PLANS = ("x2", "x4", "x8", "x4-default-model", "spec-control")
+PLAN_GPUS = {"x2": 2, "x4": 4, "x8": 8, "x4-default-model": 4, "spec-control": 2}
 HEADLINE_SHAPES = ("qwen3-4b", "llama-3.1-8b")
 ALPHAS = (1.0, 0.8, 0.6)
 DEFAULT_MODEL_CKPT = "reference/checkpoints/smollm2-pdm-n4"
@@ -215,6 +215,20 @@ def build_plan(plan: str, gguf: str | None = None) -> list[Spec]:
                 Spec("smollm2_ar", model, "ar", 1, "0"),
                 Spec("smollm2_spd4_trainedpdm", model, "spd", 4, pl, None, checkpoint=ck, extra=chk),
                 Spec("smollm2_arp4", model, "ar_pipeline", 4, pl)]
+    if plan == "spec-control":  # issue 4's n=2 headline with --speculative-control, against the default, same call
+        m, pl2, dv, sc = [], _placements(2, 2), ("--draft-vocab", str(DRAFT_VOCAB)), ("--speculative-control",)
+        for sh in HEADLINE_SHAPES:
+            q = f"random:{sh}"
+            m.append(Spec(f"{sh}_ar_cycle", q, "ar", 1, "0", trace="cycle", group="headline"))
+            for a in (1.0, 0.8):
+                m += [Spec(f"{sh}_spd2_a{a}_cycle", q, "spd", 2, pl2, a, "cycle", "headline", extra=dv),
+                      Spec(f"{sh}_spd2_a{a}_cycle_spec", q, "spd", 2, pl2, a, "cycle", "headline", extra=dv + sc)]
+        q = "random:qwen3-4b"
+        m += [Spec("qwen3-4b_spd2_a1.0_cycle_spec_split17-19", q, "spd", 2, pl2, 1.0, "cycle", "headline",
+                   extra=dv + sc + ("--stage-split", "17,19")),
+              Spec("qwen3-4b_spd2_a1.0_spec", q, "spd", 2, pl2, 1.0, "full", "breakdown", extra=dv + sc),
+              Spec("qwen3-4b_spd2_a0.6_cycle_spec", q, "spd", 2, pl2, 0.6, "cycle", "headline", extra=dv + sc)]
+        return m
     raise ValueError(f"unknown plan {plan!r} (one of {', '.join(PLANS)})")
 
 
