@@ -1,0 +1,14 @@
+"""scripts/pdm_probe.py: bad input is a one-line error with exit status 2 (the probe itself needs the real
+model and training data; docs/training.md has its output)."""
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("pdm_probe", Path(__file__).parents[1] / "scripts" / "pdm_probe.py")
+probe = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(probe)
+
+
+def test_missing_inputs_exit_2(tmp_path, capsys):
+    assert probe.main(["--data", str(tmp_path / "none.safetensors"), "--draft", str(tmp_path / "ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such file or directory" in err and "none.safetensors" in err
