@@ -210,6 +210,45 @@ def spd_cycle_ms(max_stage_ms: ArrayLike, hop_ms: ArrayLike, draft_ms: ArrayLike
             np.asarray(max_stage_ms, dtype=float) + np.asarray(hop_ms, dtype=float)) + np.asarray(verify_ms, dtype=float))
 
 
+def spd_speculative_tokens_per_cycle(alpha: ArrayLike, n: ArrayLike, tokens: ArrayLike | None = None) -> np.ndarray:
+    """SPD with speculative control (``spd run --speculative-control``): rank 0 sends the next GO before it
+    verifies, so after a reject the stages have run one cycle on tokens that no longer follow (wasted), then
+    the n-1 refill cycles: a reject costs n cycles. Steady state r = 1 / (1 + n(1-alpha)); for N tokens
+    N / E[K_wall], K_wall = N + n - 2 + n·R decode cycles (the generation's trailing wasted cycle comes after
+    the last commit and is not decode time)."""
+    n = np.asarray(n, dtype=float)
+    a = np.asarray(alpha, dtype=float)
+    if tokens is not None:
+        tokens = np.asarray(tokens, dtype=float)
+        refills = np.maximum(tokens - 2.0, 0.0) * (1.0 - a)
+        return tokens / (tokens + n - 2.0 + n * refills)
+    return 1.0 / (1.0 + n * (1.0 - a))
+
+
+def spd_speculative_cycle_ms(max_stage_ms: ArrayLike, hop_ms: ArrayLike, draft_ms: ArrayLike, verify_ms: ArrayLike,
+                             cycle_overhead_ms: ArrayLike) -> np.ndarray:
+    """SPD cycle with speculative control: max(slowest stage + hop, cycle_overhead + draft + verify).
+
+    The stages no longer wait for rank 0: the GO of cycle c+1 leaves once rank 0 has verified cycle c-1 and
+    run the draft forward of cycle c, which gives rank 0 two cycles of slack. So the cycle is the stages'
+    own period (forward, then the hidden state's hop to the next stage) unless rank 0's serial work per
+    cycle (control, draft, head + verify, bookkeeping) is longer."""
+    stages = np.asarray(max_stage_ms, dtype=float) + np.asarray(hop_ms, dtype=float)
+    rank0 = (np.asarray(cycle_overhead_ms, dtype=float) + np.asarray(draft_ms, dtype=float)
+             + np.asarray(verify_ms, dtype=float))
+    return np.maximum(stages, rank0)
+
+
+def spd_speculative_theoretical_speedup(alpha: ArrayLike, n: ArrayLike, layers: ArrayLike,
+                                        largest_stage_layers: ArrayLike, draft_layers: ArrayLike,
+                                        tokens: ArrayLike | None = None) -> np.ndarray:
+    """SPD with speculative control in layer units: r_spec · L / max(largest stage, L_s), r_spec counting a
+    reject as n cycles (:func:`spd_speculative_tokens_per_cycle`); equals SPD's at alpha = 1."""
+    r = spd_speculative_tokens_per_cycle(alpha, n, tokens)
+    cycle_layers = np.maximum(np.asarray(largest_stage_layers, dtype=float), np.asarray(draft_layers, dtype=float))
+    return r * np.asarray(layers, dtype=float) / cycle_layers
+
+
 def ppsd_cycle_ms(max_stage_ms: ArrayLike, hop_ms: ArrayLike, draft_ms: ArrayLike, verify_ms: ArrayLike,
                   cycle_overhead_ms: ArrayLike) -> np.ndarray:
     """PPSD cycle: cycle_overhead + slowest stage + hop + draft + verify (draft runs after each step, serially)."""

@@ -149,6 +149,9 @@ def test_speculative_control_is_lossless_and_wastes_one_cycle_per_reject(tmp_pat
     assert len(wasted) == summary["wasted_cycles"] == summary["refill_rejects"] + len(PROMPTS)
     assert len(t.cycles) == t.K + len(wasted)
     assert len({(c.prompt, c.cycle) for c in t.cycles}) == len(t.cycles)  # wall-clock cycle numbers: unique
+    for p in t.prompts:  # decode cycles (all but the trailing wasted one): N + n - 2 + nR, as sim's model counts
+        w = sum(c.event == "wasted" and c.prompt == p.prompt for c in t.cycles)
+        assert p.K + w - 1 == p.N + n - 2 + n * p.R
     assert main(["calibrate", str(out), "-o", str(tmp_path / "p.json")]) == 2  # not modelled yet: said so
 
 

@@ -9,7 +9,7 @@ from .base import DecodingMethod, MethodPrediction
 REGISTRY: dict[str, DecodingMethod] = {}
 
 # Modules that register a method when imported (one small module per method).
-_METHOD_MODULES = ("ar", "ar_pipeline", "sd", "eagle3", "ppsd", "spd")
+_METHOD_MODULES = ("ar", "ar_pipeline", "sd", "eagle3", "ppsd", "spd", "spd_speculative")
 
 
 def register(cls: type[DecodingMethod]) -> type[DecodingMethod]:

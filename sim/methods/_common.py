@@ -155,6 +155,8 @@ class PipelinedDraftMethod(DecodingMethod):
     timings = ("draft_layer", "stage_overhead", "hop", "verify", "cycle_overhead")
     theoretical_speedup: ClassVar[Callable[..., np.ndarray]]  # a staticmethod of cf: spd_/ppsd_theoretical_speedup
     cycle_ms: ClassVar[Callable[..., np.ndarray]]  # a staticmethod of cf: spd_/ppsd_cycle_ms
+    # committed tokens per cycle (alpha, n, tokens): a reject costs n-1 refill cycles; speculative control n
+    tokens_per_cycle: ClassVar[Callable[..., np.ndarray]] = staticmethod(cf.spd_tokens_per_cycle)
 
     def validate(self, spec, scenario) -> None:
         validate_pipeline(spec, scenario, min_stages=2)
@@ -179,7 +181,7 @@ class PipelinedDraftMethod(DecodingMethod):
         alpha = grid.get("alpha", single_draft_alpha(scenario.acceptance_for(spec)))
         ls = grid.get("draft_layers", spec.draft_layers)
         tokens = grid.get("tokens", finite_tokens(spec, scenario))
-        r = cf.spd_tokens_per_cycle(alpha, st.n, tokens)
+        r = self.tokens_per_cycle(alpha, st.n, tokens)
         out = {
             "theoretical_speedup": self.theoretical_speedup(alpha, st.n, scenario.target.layers, st.largest_layers, ls, tokens),
             "accept_length": np.asarray(st.n) * r,
