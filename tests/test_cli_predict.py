@@ -35,7 +35,7 @@ def test_smoke_predict_embedded_default():
 
 def test_list_methods():
     r = spd("predict", "--list-methods")
-    assert r.returncode == 0 and {line.split()[0] for line in r.stdout.splitlines()} == {"ar", "ar_pipeline", "sd", "eagle3", "ppsd", "spd"}
+    assert r.returncode == 0 and {line.split()[0] for line in r.stdout.splitlines()} == {"ar", "ar_pipeline", "sd", "eagle3", "ppsd", "spd", "spd_speculative"}
 
 
 def test_predictions_by_hand():

@@ -53,3 +53,20 @@ def test_predict_and_simulate(tmp_path, capsys):
     assert spec["cycle_ms"] == pytest.approx(max(18 * 0.08 + 0.16, 0.3 + 1.0 + 0.5))
     assert main(["simulate", str(p)]) == 2
     assert "the simulator has no model of 'spd_speculative'" in capsys.readouterr().err
+
+
+def test_profile_gives_spd_speculative_the_spd_cost_terms():
+    """A profile calibrated on default-control runs predicts speculative control from the same cost terms;
+    only the cycle formula differs (so the committed forecast scenario runs: docs/perf-notes.md)."""
+    from pathlib import Path
+
+    from sim.calibration.profile import load_profile
+    from sim.calibration.profile_to_scenario import profile_to_scenarios
+    from sim.scenario import load_scenario
+
+    root = Path(__file__).parents[1]
+    prof = load_profile(root / "profiles" / "h100x2_full_traces.json")
+    base = load_scenario(root / "scenarios" / "spec_control_qwen3-4b_n2.json")
+    cals = {c.scenario.methods[0].name: c for c in profile_to_scenarios(prof, base)}
+    a, b = cals["spd a=1.0"], cals["spd_speculative a=1.0"]
+    assert a.scenario.timing == b.scenario.timing and a.costs == b.costs

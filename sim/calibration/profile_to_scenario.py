@@ -107,13 +107,16 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
         raise InputError(f"--spread: expected one of {', '.join(SPREADS)}, got {spread!r}")
     notes: list[str] = []
     st = profile.stage
-    pipeline = method in PIPELINE_METHODS
+    # SPD with speculative control has SPD's cost terms (the same ranks do the same work); only how they
+    # combine into a cycle differs (sim/methods/spd_speculative.py)
+    fm = "spd" if method == "spd_speculative" else method
+    pipeline = fm in PIPELINE_METHODS
     n = int(stages or 1)
     split = tuple(split) if split else balanced_split(shape.layers, n)
     devs, per_node, shared = _devices(n, method, placement)
     labels = placement or tuple(range(len(devs)))
     ranks_on = [list(labels).count(lab) for lab in labels]  # ranks on each rank's physical device
-    c0 = st.contention(ranks_on[0], method)
+    c0 = st.contention(ranks_on[0], fm)
     layer_ms = st.layer_ms(shape.key, shape.layer_mparams)
     twin = st.measured_key(shape.key)
     if twin != shape.key:
@@ -134,28 +137,28 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
     if pipeline:
         feats = {"const": 1.0, "stages": float(n), "head_mparams": shape.head_mparams}
         cost["control"] = profile.control(**feats) * c0
-        mt = profile.by_method.get(method)
+        mt = profile.by_method.get(fm)
         cost["verify"] = (mt.verify if mt is not None and mt.verify is not None else profile.verify)(**feats) * c0
         if mt is not None and mt.collect is not None:
             # serial receive of the collected outputs after the draft (folded into verify: the simulator's
             # cycle is control + max(draft, stage path) + verify; when the stages are the critical path
             # this double counts the last hop's receive, ~0.2 ms on the H100 traces)
             cost["verify"] += mt.collect.mean_ms
-        ctrl_hop, send_d, hops = profile.terms(method)
+        ctrl_hop, send_d, hops = profile.terms(fm)
         cost["control_hop"] = ctrl_hop.mean_ms
         if mt is not None and mt.stage1_start_floor is not None:  # stage 1 starts at max(broadcast, floor)
             cost["control_hop"] = max(mt.stage1_start_floor.mean_ms - cost["control"], 0.0)
         cost["bookkeeping"] = profile.bookkeeping.mean_ms
-        cost["flush"] = profile.flush.mean_ms if method != "ar_pipeline" else 0.0
-        overhead = profile.trace_overhead_ms.get(method, {}) if untraced else {}
+        cost["flush"] = profile.flush.mean_ms if fm != "ar_pipeline" else 0.0
+        overhead = profile.trace_overhead_ms.get(fm, {}) if untraced else {}
         if overhead:
-            steady = overhead.get("ar" if method == "ar_pipeline" else "accept", 0.0)
+            steady = overhead.get("ar" if fm == "ar_pipeline" else "accept", 0.0)
             _take_off(cost, ("verify", "control", "control_hop"), steady)
             _take_off(cost, ("flush",), overhead.get("reject", steady) - steady)
             notes.append(f"uninstrumented run: the trace overhead measured on full/cycle-level twins taken off rank "
                          f"0's serial costs ({', '.join(f'{e} {x:.3f}' for e, x in sorted(overhead.items()))} ms per cycle)")
         send = send_d.mean_ms
-        fwd = [st.forward_ms(k, shape.key, shape.layer_mparams, ranks_on[s + 1], method) + (send if s < n - 1 else 0.0)
+        fwd = [st.forward_ms(k, shape.key, shape.layer_mparams, ranks_on[s + 1], fm) + (send if s < n - 1 else 0.0)
                for s, k in enumerate(split)]
         m.update({"stages": n, "split": list(split),
                   "stage_forward_ms": [_lat(f, _ratio(st.spread) if st.spread.mean_ms else Dist(1.0), spread) for f in fwd],
@@ -173,7 +176,7 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
         topo = {"devices_per_node": per_node, "hop_intra_node": intra.mean_ms, "hop_inter_node": inter.mean_ms}
         timing["verify"] = cost["verify"]
         timing["cycle_overhead"] = cost["control"] + cost["control_hop"] + cost["bookkeeping"]
-        if method in ("spd", "ppsd"):
+        if fm in ("spd", "ppsd"):
             ls = int(draft_layers or 1)
             m["draft_layers"] = ls
             src, note = resolve_draft_source(profile.draft, draft_source, shape.name)
@@ -203,7 +206,7 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
     scen = parse_scenario(obj, f"profile:{name or method}")
     if acceptance is not None:
         scen = replace(scen, acceptance=acceptance)
-    if pipeline and method in ("spd", "ppsd") and profile.verify_fill is not None:
+    if pipeline and fm in ("spd", "ppsd") and profile.verify_fill is not None:
         cost["verify_fill"] = profile.verify_fill.mean_ms * c0  # a cycle in which no token finishes (no head)
         if overhead.get("fill"):
             _take_off(cost, ("verify_fill",), overhead["fill"])
