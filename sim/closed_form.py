@@ -226,17 +226,21 @@ def spd_speculative_tokens_per_cycle(alpha: ArrayLike, n: ArrayLike, tokens: Arr
 
 
 def spd_speculative_cycle_ms(max_stage_ms: ArrayLike, hop_ms: ArrayLike, draft_ms: ArrayLike, verify_ms: ArrayLike,
-                             cycle_overhead_ms: ArrayLike) -> np.ndarray:
-    """SPD cycle with speculative control: max(slowest stage + hop, cycle_overhead + draft + verify).
+                             cycle_overhead_ms: ArrayLike, n: ArrayLike) -> np.ndarray:
+    """SPD cycle with speculative control: max(slowest stage, (slowest stage + n·hop + cycle_overhead + draft +
+    verify) / 2, cycle_overhead + draft + verify).
 
-    The stages no longer wait for rank 0: the GO of cycle c+1 leaves once rank 0 has verified cycle c-1 and
-    run the draft forward of cycle c, which gives rank 0 two cycles of slack. So the cycle is the stages'
-    own period (forward, then the hidden state's hop to the next stage) unless rank 0's serial work per
-    cycle (control, draft, head + verify, bookkeeping) is longer."""
-    stages = np.asarray(max_stage_ms, dtype=float) + np.asarray(hop_ms, dtype=float)
+    The stages no longer wait for rank 0. Each starts a cycle when its GO is in and its previous forward
+    has ended; the stages stagger by one hop each, so hops do not lengthen the period. Rank 0 sends the GO
+    of cycle c+2 after the last stage's report of cycle c (the first stage's start of c + (n-1) hops + the
+    forward + the report's hop), the verify, the bookkeeping, the draft of c+1 and the control work. That
+    GO must be in before the first stage ends c+1, two cycles after it started c, which gives the second
+    term. The third is rank 0's own work per cycle."""
+    stage = np.asarray(max_stage_ms, dtype=float)
     rank0 = (np.asarray(cycle_overhead_ms, dtype=float) + np.asarray(draft_ms, dtype=float)
              + np.asarray(verify_ms, dtype=float))
-    return np.maximum(stages, rank0)
+    loop = (stage + np.asarray(n, dtype=float) * np.asarray(hop_ms, dtype=float) + rank0) / 2.0
+    return np.maximum(np.maximum(stage, loop), rank0)
 
 
 def spd_speculative_theoretical_speedup(alpha: ArrayLike, n: ArrayLike, layers: ArrayLike,

@@ -1,6 +1,5 @@
-"""The closed-form model of SPD with speculative control (sim/methods/spd_speculative.py): a reject costs n
-cycles, the cycle is the longer of the stages' period and rank 0's serial work; the simulator says it has no
-model of it."""
+"""The model of SPD with speculative control (sim/methods/spd_speculative.py, sim/des/speculative.py): a reject
+costs n cycles; the cycle is the stages' period unless rank 0 falls behind; simulator and closed form agree."""
 import json
 
 import numpy as np
@@ -22,13 +21,47 @@ def test_tokens_per_cycle_counts_a_reject_as_n_cycles(n):
     assert cf.spd_speculative_tokens_per_cycle(a, n, N) == pytest.approx(N / (cf.spd_cycles(N, n, refills) + refills))
 
 
-def test_cycle_is_the_longer_of_stages_and_rank0():
-    # stages bound: 2.9 + 0.16 > 0.3 + 1.06 + 0.5
-    assert cf.spd_speculative_cycle_ms(2.9, 0.16, 1.06, 0.5, 0.3) == pytest.approx(3.06)
-    # rank 0 bound: a slow draft
-    assert cf.spd_speculative_cycle_ms(1.0, 0.1, 2.0, 0.5, 0.3) == pytest.approx(2.8)
+def test_cycle_is_the_stage_unless_rank0_falls_behind():
+    # stages bound: rank 0's loop (2.9 + 2 x 0.16 + 0.3 + 1.06 + 0.5) / 2 = 2.54 < 2.9
+    assert cf.spd_speculative_cycle_ms(2.9, 0.16, 1.06, 0.5, 0.3, 2) == pytest.approx(2.9)
+    # rank 0 bound: a slow draft; its own work 2.8 per cycle
+    assert cf.spd_speculative_cycle_ms(1.0, 0.1, 2.0, 0.5, 0.3, 2) == pytest.approx(2.8)
+    # in between: the GO of c+2 needs the last stage's report of c (deep pipeline, slow hops)
+    assert cf.spd_speculative_cycle_ms(1.0, 0.3, 0.5, 0.3, 0.2, 8) == pytest.approx((1.0 + 8 * 0.3 + 1.0) / 2)
     # never slower than the default protocol's cycle for the same times
-    assert cf.spd_speculative_cycle_ms(2.9, 0.16, 1.06, 0.5, 0.3) < cf.spd_cycle_ms(2.9, 0.16, 1.06, 0.5, 0.3)
+    assert cf.spd_speculative_cycle_ms(2.9, 0.16, 1.06, 0.5, 0.3, 2) < cf.spd_cycle_ms(2.9, 0.16, 1.06, 0.5, 0.3)
+
+
+@pytest.mark.parametrize("layer,draft_layer,n", [(0.08, 0.5, 2), (0.01, 0.5, 2), (0.08, 0.2, 4), (0.02, 0.2, 8)])
+def test_simulator_agrees_with_the_closed_form_at_alpha_1(layer, draft_layer, n):
+    """Constant times, no rejects: the dataflow model's cycle is the closed form's, stage- or rank-0-bound."""
+    from sim.des import simulate
+    from sim.scenario import parse_scenario
+
+    doc = {"name": "spec", "target": {"name": "t", "layers": 36},
+           "timing_ms": {"layer": layer, "ar_token": 5.6, "hop": 0.05, "draft_layer": draft_layer, "verify": 0.4,
+                         "cycle_overhead": 0.25, "stage_overhead": 0.0},
+           "acceptance": {"alpha": 1.0}, "methods": [{"method": "spd_speculative", "stages": n, "draft_layers": 2}]}
+    scen = parse_scenario(doc, "t.json")
+    spec = scen.methods[0]
+    res = simulate(scen, spec, 400, seed=0)
+    want = cf.spd_speculative_cycle_ms(36 / n * layer, 0.05, 2 * draft_layer, 0.4, 0.25, n)
+    steady = res.records.duration_ms[n + 5:]  # past the fill
+    assert np.median(steady) == pytest.approx(float(want), rel=0.03)
+
+
+def test_simulator_counts_a_reject_as_n_cycles():
+    from sim.des import simulate
+    from sim.scenario import parse_scenario
+
+    doc = {"name": "spec", "target": {"name": "t", "layers": 36},
+           "timing_ms": {"layer": 0.08, "ar_token": 5.6, "hop": 0.05, "draft_layer": 0.5, "verify": 0.4,
+                         "cycle_overhead": 0.25, "stage_overhead": 0.0},
+           "acceptance": {"alpha": 0.7}, "methods": [{"method": "spd_speculative", "stages": 3, "draft_layers": 2}]}
+    scen = parse_scenario(doc, "t.json")
+    res = simulate(scen, scen.methods[0], 500, seed=1)
+    n, N = 3, 501
+    assert res.refill_rejects > 50 and res.cycles == N + n - 2 + n * res.refill_rejects
 
 
 def _scenario(tmp_path, alpha):
@@ -50,9 +83,9 @@ def test_predict_and_simulate(tmp_path, capsys):
     rows = rows["methods"] if isinstance(rows, dict) else rows
     spd, spec = rows[0], rows[1]
     assert spec["tokens_per_cycle"] == pytest.approx(1 / 1.4) and spd["tokens_per_cycle"] == pytest.approx(1 / 1.2)
-    assert spec["cycle_ms"] == pytest.approx(max(18 * 0.08 + 0.16, 0.3 + 1.0 + 0.5))
-    assert main(["simulate", str(p)]) == 2
-    assert "the simulator has no model of 'spd_speculative'" in capsys.readouterr().err
+    assert spec["cycle_ms"] == pytest.approx(cf.spd_speculative_cycle_ms(18 * 0.08, 0.16, 1.0, 0.5, 0.3, 2))
+    assert main(["simulate", str(p), "--tokens", "300"]) == 0
+    assert "spd speculative-control n=2" in capsys.readouterr().out
 
 
 def test_profile_gives_spd_speculative_the_spd_cost_terms():

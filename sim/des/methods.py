@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from ..errors import InputError, where
 from ..scenario import MethodSpec, Scenario
-from . import dataflow, fast, single
+from . import dataflow, fast, single, speculative
 from .acceptance import AcceptanceSource, ChainSource
 from .fast import RawRun
 from .latency import StreamSet
@@ -82,6 +82,19 @@ class SPD(_Pipeline):
         if spec.width != 1:  # room for W > 1: a tree of W candidates per cycle needs its own acceptance process
             raise InputError(f"{where(scenario.source, spec.field_prefix)}.width: the simulator models width 1, got {spec.width}")
         return super().plan(scenario, spec, costs)
+
+
+@_register
+class SPDSpeculative(SPD):
+    """SPD with speculative control: the next GO before the verify (``speculative.py``)."""
+    name = "spd_speculative"
+
+    def fast_blocker(self, plan):
+        return "speculative control: GOs run ahead of the stages (the dataflow model)"
+
+    def run(self, model, plan, tokens, streams, scenario, spec, seed, trace):
+        acc = AcceptanceSource(scenario.acceptance_for(spec), seed)
+        return speculative.run_pipeline(plan, tokens, streams, acc, trace), acc.wraps
 
 
 @_register

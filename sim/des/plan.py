@@ -132,7 +132,7 @@ def pipeline_plan(scenario: Scenario, spec: MethodSpec, costs: CycleCosts | None
         layer = _need(scenario, spec, "layer")
         stage = tuple(TimeSpec((Term(layer, float(k)),)) + overhead for k in split)
     draft = TimeSpec()
-    if spec.method in ("spd", "ppsd"):
+    if spec.method in ("spd", "ppsd", "spd_speculative"):
         draft = TimeSpec((Term(_need(scenario, spec, "draft_layer"), float(spec.draft_layers or 0)),))
     if spec.placement is not None:
         ctrl_dev, stage_devs = spec.placement.controller, tuple(spec.placement.stages)

@@ -176,6 +176,10 @@ class PipelinedDraftMethod(DecodingMethod):
     def add_cycle_outputs(self, out: dict, st: Stages, hop_ms, draft_ms) -> None:
         """Method-specific outputs that need timings."""
 
+    def cycle_time(self, st: Stages, hop_ms, draft_ms, t: dict):
+        """One cycle (ms) from the stage layout and the timings (``cycle_ms`` of the method's closed form)."""
+        return self.cycle_ms(st.max_stage_ms, hop_ms, draft_ms, t["verify"], t["cycle_overhead"])
+
     def predict_grid(self, spec, scenario, grid: Grid) -> dict:
         st = pipeline_stages(spec, scenario, grid.stages, min_stages=2)
         alpha = grid.get("alpha", single_draft_alpha(scenario.acceptance_for(spec)))
@@ -195,7 +199,7 @@ class PipelinedDraftMethod(DecodingMethod):
         if t is not None:
             hop = grid.get("hop_ms", t["hop"])
             draft_ms = np.asarray(ls) * t["draft_layer"]
-            cycle = self.cycle_ms(st.max_stage_ms, hop, draft_ms, t["verify"], t["cycle_overhead"])
+            cycle = self.cycle_time(st, hop, draft_ms, t)
             add_wallclock(out, cf.WallClock(cycle, r, t["ar_token"]), scenario, spec)
             self.add_cycle_outputs(out, st, hop, draft_ms)
         return out

@@ -3,8 +3,9 @@ right after the draft forward, before it verifies, so the stages go from cycle t
 rank 0's receive, head and verify. A reject then costs n cycles (the speculative one is wasted) instead of n-1.
 
 Theoretical (layer units): r_spec·L / max(largest stage, L_s), r_spec = 1 / (1 + n(1-alpha)).
-Wall clock: cycle = max(slowest stage + hop, cycle_overhead + L_s·draft_layer + verify), r_spec tokens per
-cycle. Closed form only: the discrete-event simulator has no model of it yet (``spd simulate`` says so).
+Wall clock: cycle = max(slowest stage, (slowest stage + n·hop + rank 0's work) / 2, rank 0's work), rank 0's work =
+cycle_overhead + L_s·draft_layer + verify (``sim.closed_form.spd_speculative_cycle_ms``); r_spec tokens per
+cycle. The discrete-event model is ``sim/des/speculative.py``.
 """
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ class SPDSpeculative(SPD):
     theoretical_speedup = staticmethod(cf.spd_speculative_theoretical_speedup)
     cycle_ms = staticmethod(cf.spd_speculative_cycle_ms)
     tokens_per_cycle = staticmethod(cf.spd_speculative_tokens_per_cycle)
+
+    def cycle_time(self, st, hop_ms, draft_ms, t):
+        return self.cycle_ms(st.max_stage_ms, hop_ms, draft_ms, t["verify"], t["cycle_overhead"], st.n)
 
     def label(self, spec) -> str:
         return f"spd speculative-control n={spec.stages} Ls={spec.draft_layers}"
