@@ -36,6 +36,8 @@ from ..traces import Trace, header_process_layout, load_trace
 LATE_START_MS = 0.02  # stage 1 starting this long after the broadcast's end waited for something else
 
 
+CONTROLS = ("after_verify", "speculative")  # the trace header's "control" (spd run --speculative-control)
+
 @dataclass(frozen=True)
 class ModelShape:
     """The parts of a model config that set its timing."""
@@ -134,6 +136,9 @@ class RunMeasurement:
     kernels: str = "reference"  # traces written before the header had the field ran the reference kernels
     processes: str = "per-rank"  # per-device | per-rank | mixed (sim.traces.process_layout)
     draft_graphs: bool = False  # the draft forward replayed from CUDA graphs (the CUDA default since session 3)
+    # SPD: when rank 0 sends GO, "after_verify" (the default) or "speculative" (before the verify; a validation
+    # target only, predicted as method spd_speculative from the other runs' SPD terms)
+    control: str = "after_verify"
     ar_step_ms: list[float] = field(default_factory=list)
     # pipeline runs, both trace levels: decode-cycle durations (ms) of the measured prompts by cycle event
     # (accept | reject | fill | ar); a full trace and its cycle-level twin show what the tracing costs
@@ -172,7 +177,12 @@ class RunMeasurement:
 
     @property
     def fittable(self) -> bool:
-        return self.method == "ar" or self.trace_level == "full"
+        return self.method == "ar" or (self.trace_level == "full" and self.control == "after_verify")
+
+    @property
+    def model_method(self) -> str:
+        """The simulator's method for this run (speculative control is a method of its own there)."""
+        return "spd_speculative" if self.control == "speculative" else self.method
 
     @property
     def decode_tokens(self) -> int:
@@ -201,7 +211,7 @@ class RunMeasurement:
         configuration-out holds all of them out together."""
         draft = "" if self.method != "spd" else f" draft={self.draft_source}:{self.draft_layers}" + (
             f":a{self.alpha:g}" if self.alpha is not None else "")
-        return (f"{self.method} n={self.n} {self.shape.key} split={'/'.join(map(str, self.split))}{draft} "
+        return (f"{self.model_method} n={self.n} {self.shape.key} split={'/'.join(map(str, self.split))}{draft} "
                 f"T={self.temperature:g} ranks={','.join(self.rank_devices)} {self.runtime}")
 
     @property
@@ -213,7 +223,7 @@ class RunMeasurement:
         notes += [self.processes] if self.method != "ar" and self.processes != "per-device" else []
         notes += ["eager draft"] if self.method == "spd" and not self.draft_graphs and self.kernels != "reference" else []
         variant = f" [{', '.join(notes)}]" if notes else ""
-        return f"{self.shape.name} {self.method} n={self.n}{draft}{variant}"
+        return f"{self.shape.name} {self.model_method} n={self.n}{draft}{variant}"
 
 
 def _ms(ns: int) -> float:
@@ -257,10 +267,13 @@ def measure_trace(tr: Trace, require_full: bool = True) -> RunMeasurement:
     if require_full and level != "full" and tr.method != "ar":
         raise InputError(f"{src}: trace_level {tr.header.get('trace_level')!r}: calibration needs per-op events "
                          "(--trace full); a cycle-level trace can only be validated against, not fitted")
-    if h.get("control", "after_verify") != "after_verify":
-        raise InputError(f"{src}: control {h.get('control')!r} (spd run --speculative-control): the simulator's SPD "
-                         "cycle waits for rank 0's verify, so these runs are neither fitted nor predicted yet; "
-                         "calibrate and validate with runs without --speculative-control")
+    control = str(h.get("control") or "after_verify")
+    if control not in CONTROLS:
+        raise InputError(f"{src}: control {control!r}: expected one of {', '.join(CONTROLS)}")
+    if control == "speculative" and require_full:
+        raise InputError(f"{src}: control 'speculative' (spd run --speculative-control): its rank 0 sends each GO "
+                         "before the verify, so its per-op records do not describe the cost terms a profile fits; "
+                         "calibrate on runs without --speculative-control and validate these against it")
     split = tuple(int(b - a) for a, b in h.get("stage_layers") or [[0, shape.layers]])
     devs = h.get("rank_devices") or ["cpu"]
     hosts = h.get("hosts") or ["localhost"] * len(devs)
@@ -277,7 +290,7 @@ def measure_trace(tr: Trace, require_full: bool = True) -> RunMeasurement:
         prompts=[PromptRun(p.N - 1, tuple(int(a) for a in p.accepts), _ms(p.decode_ns)) for p in tr.prompts if p.N >= 2],
         trace_level=str(level), kernels=_kernels(h),
         processes=header_process_layout(h),
-        draft_graphs=bool(draft.get("graphs")) if tr.method == "spd" else False,
+        draft_graphs=bool(draft.get("graphs")) if tr.method == "spd" else False, control=control,
     )
     if m.method == "ar":
         m.ar_step_ms = [p.decode_ms / p.tokens for p in m.prompts if p.tokens > 0]
@@ -285,7 +298,7 @@ def measure_trace(tr: Trace, require_full: bool = True) -> RunMeasurement:
     for c in tr.cycles:
         if c.prompt >= 0 and c.cycle > 0:
             m.cycle_ms.setdefault(c.event, []).append(c.duration_ms)
-    if level == "full":
+    if level == "full" and control == "after_verify":
         _pipeline_samples(tr, m)
     return m
 

@@ -189,6 +189,8 @@ def fit_trace_overhead(runs: list[RunMeasurement]) -> tuple[dict[str, dict[str, 
     event), per method and cycle event: the median, over the configurations measured at both trace levels, of
     (the full trace's median cycle - the cycle-level twin's median cycle), in ms. Returns it and the number
     of twin pairs it comes from ({} and 0 when the set has no cycle-level twin)."""
+    # default-control runs only: a speculative-control twin pair measures another protocol's overhead
+    runs = [r for r in runs if r.control == "after_verify"]
     full = {r.config_key: r for r in runs if r.method != "ar" and r.trace_level == "full"}
     deltas: dict[tuple[str, str], list[float]] = defaultdict(list)
     pairs = 0

@@ -62,7 +62,7 @@ def _rel(pred: float | None, meas: float | None) -> float | None:
 def predict_run(profile: Profile, run: RunMeasurement, seed: int = 0, spread: str = "lognormal") -> dict:
     """Predicted tokens/s (simulator and closed form) and the predicted AR tokens/s for one measured run."""
     extra = {"tokens": max(int(round(np.mean([p.tokens for p in run.prompts]))) + 1, 3)} if run.method == "spd" else None
-    cal = calibrated_method(profile, run.shape, run.method, stages=run.n, draft_layers=run.draft_layers or 1,
+    cal = calibrated_method(profile, run.shape, run.model_method, stages=run.n, draft_layers=run.draft_layers or 1,
                             split=run.split if run.method != "ar" else None, placement=run.rank_devices,
                             draft_source=run.draft_source, spread=spread, name=run.label, extra=extra,
                             untraced=run.trace_level != "full")
