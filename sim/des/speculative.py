@@ -34,6 +34,7 @@ class _SpecShared(_Shared):
     def __init__(self, plan: PipelinePlan, streams: StreamSet, trace: TraceRecorder | None):
         super().__init__(plan, streams, trace)
         self.go: dict[int, simpy.Event] = {}
+        self.go_seen: dict[int, int] = {}  # stages past each GO (its event is dropped once all n are)
         self.ell_of: dict[int, int] = {}
         self.left: dict[int, int] = {}
         self.done: dict[int, simpy.Event] = {}
@@ -42,6 +43,11 @@ class _SpecShared(_Shared):
         if cycle not in self.go:
             self.go[cycle] = self.env.event()
         return self.go[cycle]
+
+    def passed(self, cycle: int) -> None:
+        self.go_seen[cycle] = self.go_seen.get(cycle, 0) + 1
+        if self.go_seen[cycle] == self.plan.n:
+            del self.go[cycle], self.go_seen[cycle]
 
     def report(self, cycle: int) -> None:
         self.left[cycle] -= 1
@@ -65,7 +71,7 @@ class SpeculativeStage(StageWorker):
             ev = sh.go_event(cycle)
             if ev.callbacks is not None:
                 yield ev
-            sh.go.pop(cycle - 1, None)
+            sh.passed(cycle)
             if s > sh.ell_of[cycle]:
                 continue  # no token for this stage this cycle (filling, or flushed)
             if free_at > env.now:
