@@ -34,9 +34,8 @@ from ..errors import InputError
 from ..traces import Trace, header_process_layout, load_trace
 
 LATE_START_MS = 0.02  # stage 1 starting this long after the broadcast's end waited for something else
-
-
 CONTROLS = ("after_verify", "speculative")  # the trace header's "control" (spd run --speculative-control)
+
 
 @dataclass(frozen=True)
 class ModelShape:

@@ -194,21 +194,26 @@ class Controller:
         if self.sh.trace:
             self.sh.trace.span(CONTROLLER_TID, label, t, d, cycle=cycle)
 
+    def _streams(self) -> tuple:
+        """The controller's cost streams (control, control hop, draft, verify, verify of a cycle in which no
+        token finishes or None, bookkeeping, flush) and its trace threads."""
+        sh, plan = self.sh, self.sh.plan
+        c, get = plan.costs, sh.streams.get
+        if sh.trace:
+            sh.trace.thread(CONTROLLER_TID, f"rank 0: controller + draft (device {plan.controller_device})")
+            sh.trace.thread(CYCLE_TID, "cycles")
+        return (get("control", c.control), get("control_hop", c.control_hop), get("draft", plan.draft),
+                get("verify", c.verify), get("verify_fill", c.verify_fill) if c.verify_fill is not None else None,
+                get("bookkeeping", c.bookkeeping), get("flush", c.flush))
+
     def run(self):
         sh, env, plan = self.sh, self.sh.env, self.sh.plan
         n, tokens, acc, trace = plan.n, self.tokens, self.acc, sh.trace
-        c = plan.costs
-        ctrl, chop = sh.streams.get("control", c.control), sh.streams.get("control_hop", c.control_hop)
-        draft, verify = sh.streams.get("draft", plan.draft), sh.streams.get("verify", c.verify)
-        fill_verify = sh.streams.get("verify_fill", c.verify_fill) if c.verify_fill is not None else None
-        bookkeeping, flush = sh.streams.get("bookkeeping", c.bookkeeping), sh.streams.get("flush", c.flush)
+        ctrl, chop, draft, verify, fill_verify, bookkeeping, flush = self._streams()
         res = sh.resource(plan.controller_device)
         spd, ppsd, lag = plan.method == "spd", plan.method == "ppsd", sh.lag
         stages, rows = self.stages, self.rows
         busy_draft = busy_verify = 0.0
-        if trace:
-            trace.thread(CONTROLLER_TID, f"rank 0: controller + draft (device {plan.controller_device})")
-            trace.thread(CYCLE_TID, "cycles")
         ell, committed, cycle = 1, 0, 0
         grew = False  # did the pipeline gain a token at the end of the last cycle (wakes stage ell)
         verified = False  # has any token been verified yet (fill vs refill)
@@ -313,14 +318,17 @@ class Controller:
 
 
 def run_pipeline(plan: PipelinePlan, tokens: int, streams: StreamSet, acc: AcceptanceSource | None,
-                 trace: TraceRecorder | None = None) -> RawRun:
-    sh = _Shared(plan, streams, trace)
-    stages = [StageWorker(sh, s) for s in range(1, plan.n + 1)]
+                 trace: TraceRecorder | None = None, entities: tuple[type, type, type] | None = None) -> RawRun:
+    """Wire the ranks and run until ``tokens`` are committed. ``entities``: the (shared state, stage, controller)
+    classes of a protocol variant (``speculative.py``); default this module's."""
+    shared_cls, stage_cls, controller_cls = entities or (_Shared, StageWorker, Controller)
+    sh = shared_cls(plan, streams, trace)
+    stages = [stage_cls(sh, s) for s in range(1, plan.n + 1)]
     for a, b in zip(stages, stages[1:]):
         a.next = b
     for st in stages:
         sh.env.process(st.run())
-    ctl = Controller(sh, stages, tokens, acc)
+    ctl = controller_cls(sh, stages, tokens, acc)
     sh.env.run(until=sh.env.process(ctl.run()))
     sh.busy_ms.update({f"stage {st.s}": st.busy_ms for st in stages})
     cols = list(zip(*ctl.rows)) if ctl.rows else [(), (), (), (), ()]

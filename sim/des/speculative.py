@@ -18,14 +18,13 @@ from __future__ import annotations
 import simpy
 
 from .acceptance import AcceptanceSource
+from . import dataflow
 from .dataflow import Controller, StageWorker, _Shared
 from .fast import RawRun
 from .latency import StreamSet
 from .plan import PipelinePlan
-from .result import ACCEPT, NO_VERIFY, REJECT, CycleRecords
+from .result import ACCEPT, NO_VERIFY, REJECT
 from .trace import CONTROLLER_TID, CYCLE_TID, TraceRecorder
-
-import numpy as np
 
 
 class _SpecShared(_Shared):
@@ -120,17 +119,10 @@ class SpeculativeController(Controller):
     def run(self):
         sh, env, plan = self.sh, self.sh.env, self.sh.plan
         n, tokens, acc, trace = plan.n, self.tokens, self.acc, sh.trace
-        c = plan.costs
-        ctrl, chop = sh.streams.get("control", c.control), sh.streams.get("control_hop", c.control_hop)
-        draft, verify = sh.streams.get("draft", plan.draft), sh.streams.get("verify", c.verify)
-        fill_verify = sh.streams.get("verify_fill", c.verify_fill) if c.verify_fill is not None else None
-        bookkeeping, flush = sh.streams.get("bookkeeping", c.bookkeeping), sh.streams.get("flush", c.flush)
+        ctrl, chop, draft, verify, fill_verify, bookkeeping, flush = self._streams()
         res = sh.resource(plan.controller_device)
         rows = self.rows
         busy_draft = busy_verify = 0.0
-        if trace:
-            trace.thread(CONTROLLER_TID, f"rank 0: controller + draft (device {plan.controller_device})")
-            trace.thread(CYCLE_TID, "cycles")
         ell, committed, cycle, verified = 1, 0, 1, False
         yield from self._busy(res, ctrl.next(), "control (GO)", cycle)
         self._issue(cycle, ell, chop.next())
@@ -182,16 +174,5 @@ class SpeculativeController(Controller):
 
 def run_pipeline(plan: PipelinePlan, tokens: int, streams: StreamSet, acc: AcceptanceSource,
                  trace: TraceRecorder | None = None) -> RawRun:
-    sh = _SpecShared(plan, streams, trace)
-    stages = [SpeculativeStage(sh, s) for s in range(1, plan.n + 1)]
-    for a, b in zip(stages, stages[1:]):
-        a.next = b
-    for st in stages:
-        sh.env.process(st.run())
-    ctl = SpeculativeController(sh, stages, tokens, acc)
-    sh.env.run(until=sh.env.process(ctl.run()))
-    sh.busy_ms.update({f"stage {st.s}": st.busy_ms for st in stages})
-    cols = list(zip(*ctl.rows)) if ctl.rows else [(), (), (), (), ()]
-    recs = CycleRecords(np.array(cols[0], dtype=float), np.array(cols[1], dtype=float), np.array(cols[2], dtype=np.int64),
-                        np.array(cols[3], dtype=np.int64), np.array(cols[4], dtype=np.int64))
-    return RawRun(recs, dict(sh.busy_ms), ctl.rejects, ctl.refills)
+    return dataflow.run_pipeline(plan, tokens, streams, acc, trace,
+                                 entities=(_SpecShared, SpeculativeStage, SpeculativeController))
