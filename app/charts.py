@@ -11,7 +11,7 @@ import pandas as pd
 from .whatif_model import LABELS, Best
 
 # One colour per method, the same on every page.
-COLORS = {"spd": "#C2410C", "eagle3": "#2563EB", "ppsd": "#7C3AED", "sd": "#059669", "ar_pipeline": "#6B7280", "ar": "#111827"}
+COLORS = {"spd": "#C2410C", "spd_speculative": "#F59E0B", "eagle3": "#2563EB", "ppsd": "#7C3AED", "sd": "#059669", "ar_pipeline": "#6B7280", "ar": "#111827"}
 FONT = {"family": "Inter, Segoe UI, Helvetica, Arial, sans-serif", "size": 13}
 
 
@@ -55,7 +55,7 @@ def speedup_figure(df: pd.DataFrame, stages: int, best: Best, exposed_from: int 
         annotations.append({"xref": "x", "yref": "paper", "x": exposed_from - 0.4, "y": 0.98, "xanchor": "left", "yanchor": "top",
                             "showarrow": False, "text": "draft module exposed (slower than a stage)",
                             "font": {"size": 11, "color": "#92400E"}})
-    for method in ("spd", "eagle3", "ppsd", "sd", "ar_pipeline"):
+    for method in ("spd", "spd_speculative", "eagle3", "ppsd", "sd", "ar_pipeline"):
         d = df[df["method"] == method]
         if d.empty:
             continue

@@ -17,8 +17,9 @@ SOURCE = "What-if settings"  # stands in for a file name in InputError messages
 
 # method key -> display label, in legend order. Pipelined methods are swept over stages; chain
 # drafters (EAGLE-3, SD) run on one device and are flat lines on the stages axis.
-LABELS = {"spd": "SPD", "eagle3": "EAGLE-3", "ppsd": "PPSD", "sd": "Vanilla SD", "ar_pipeline": "Pipelined AR", "ar": "AR (1 device)"}
-PIPELINED = ("spd", "ppsd", "ar_pipeline")
+LABELS = {"spd": "SPD", "spd_speculative": "SPD, speculative control", "eagle3": "EAGLE-3", "ppsd": "PPSD",
+          "sd": "Vanilla SD", "ar_pipeline": "Pipelined AR", "ar": "AR (1 device)"}
+PIPELINED = ("spd", "spd_speculative", "ppsd", "ar_pipeline")
 SINGLE_DEVICE = ("eagle3", "sd", "ar")
 
 
@@ -44,6 +45,9 @@ class Knobs:
     verify_ms: float = 0.43
     cycle_overhead_ms: float = 0.90
     max_stages: int = 32  # right end of the stages axis (clipped to the layer count)
+    # also SPD whose controller sends the next GO before verifying (`spd run --speculative-control`; same
+    # alpha and draft as SPD; not yet measured on a GPU)
+    speculative_control: bool = False
 
     @classmethod
     def from_mapping(cls, values: dict) -> "Knobs":
@@ -77,7 +81,8 @@ def scenario_dict(k: Knobs) -> dict:
             {"method": "sd", "name": LABELS["sd"], "gamma": int(k.sd_gamma), "cost_ratio": k.sd_cost_ratio,
              "acceptance": {"alpha": k.alpha_sd}},
             {"method": "ar_pipeline", "name": LABELS["ar_pipeline"], "stages": int(k.stages)},
-        ],
+        ] + ([{"method": "spd_speculative", "name": LABELS["spd_speculative"], "stages": int(k.stages),
+               "draft_layers": int(k.draft_layers)}] if k.speculative_control else []),
     }
 
 

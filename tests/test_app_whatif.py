@@ -62,6 +62,21 @@ def test_best_configuration_is_the_maximum_of_the_curves(at):
     assert best["y"][0] == pytest.approx(max(all_y))
 
 
+def test_speculative_control_toggle_adds_its_curve_and_row(at):
+    fig = _fig(at)
+    assert not any(t["name"].startswith("SPD, speculative control") for t in fig["data"])  # off by default
+    at.toggle(key="speculative_control").set_value(True).run()
+    assert not at.exception and not at.error
+    knobs = _knobs(at)
+    pred = next(p for p in predict_scenario(whatif_model.build_scenario(knobs)) if p.method == "spd_speculative")
+    line = charts.trace(_fig(at), "SPD, speculative control · predicted wall-clock")
+    assert line["y"][line["x"].index(knobs.stages)] == pytest.approx(pred.wallclock_speedup, rel=1e-12)
+    rows = at.dataframe[0].value.set_index("name")
+    assert rows.loc["SPD, speculative control", "wallclock_speedup"] == pytest.approx(pred.wallclock_speedup)
+    # the same alpha, a reject costing n cycles: fewer tokens per cycle than SPD's unless alpha = 1
+    assert rows.loc["SPD, speculative control", "accept_length"] <= rows.loc["SPD", "accept_length"]
+
+
 def test_slider_changes_move_chart_and_metrics(at):
     at.slider(key="stages").set_value(4).run()
     at.slider(key="hop_ms").set_value(0.5).run()
