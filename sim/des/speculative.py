@@ -46,7 +46,7 @@ class _SpecShared(_Shared):
     def passed(self, cycle: int) -> None:
         self.go_seen[cycle] = self.go_seen.get(cycle, 0) + 1
         if self.go_seen[cycle] == self.plan.n:
-            del self.go[cycle], self.go_seen[cycle]
+            del self.go[cycle], self.go_seen[cycle], self.ell_of[cycle]
 
     def report(self, cycle: int) -> None:
         self.left[cycle] -= 1
@@ -70,8 +70,9 @@ class SpeculativeStage(StageWorker):
             ev = sh.go_event(cycle)
             if ev.callbacks is not None:
                 yield ev
+            ell = sh.ell_of[cycle]
             sh.passed(cycle)
-            if s > sh.ell_of[cycle]:
+            if s > ell:
                 continue  # no token for this stage this cycle (filling, or flushed)
             if free_at > env.now:
                 yield env.timeout(free_at - env.now)  # its forward of the previous cycle is still running
@@ -107,7 +108,8 @@ class SpeculativeController(Controller):
             ev.succeed()
 
     def _busy(self, res, d: float, label: str, cycle: int):
-        """Rank 0's own work: through the device queue when a stage shares the device."""
+        """Rank 0's own work; ``res``: the device queue it goes through (draft and verify, when a stage shares
+        the device), None for host work (control, bookkeeping, flush), as in the default model."""
         if res is not None:
             yield self.sh.env.process(self._work(res, d, label, cycle))
         else:
@@ -115,6 +117,13 @@ class SpeculativeController(Controller):
                 self.sh.trace.span(CONTROLLER_TID, label, self.sh.env.now, d, cycle=cycle)
             if d > 0:
                 yield self.sh.env.timeout(d)
+
+    def _reports(self, cycle: int):
+        """Wait until every stage that ran ``cycle`` has reported (then forget its count)."""
+        done = self.sh.done[cycle]
+        if done.callbacks is not None:
+            yield done
+        del self.sh.done[cycle], self.sh.left[cycle]
 
     def run(self):
         sh, env, plan = self.sh, self.sh.env, self.sh.plan
@@ -124,7 +133,7 @@ class SpeculativeController(Controller):
         rows = self.rows
         busy_draft = busy_verify = 0.0
         ell, committed, cycle, verified = 1, 0, 1, False
-        yield from self._busy(res, ctrl.next(), "control (GO)", cycle)
+        yield from self._busy(None, ctrl.next(), "control (GO)", cycle)
         self._issue(cycle, ell, chop.next())
         t0 = 0.0
         while committed < tokens:
@@ -132,10 +141,9 @@ class SpeculativeController(Controller):
             busy_draft += d
             yield from self._busy(res, d, "draft (PDM)", cycle)
             ell_next = ell if ell == n else ell + 1  # assuming a fill or an accept
-            yield from self._busy(res, ctrl.next(), "control (speculative GO)", cycle + 1)
+            yield from self._busy(None, ctrl.next(), "control (speculative GO)", cycle + 1)
             self._issue(cycle + 1, ell_next, chop.next())
-            if sh.done[cycle].callbacks is not None:
-                yield sh.done[cycle]
+            yield from self._reports(cycle)
             v = (fill_verify if fill_verify is not None and ell < n else verify).next()
             busy_verify += v
             yield from self._busy(res, v, "verify", cycle)
@@ -145,7 +153,7 @@ class SpeculativeController(Controller):
                 outcome = ACCEPT if acc.next_outcome() else REJECT
                 self.rejects += outcome == REJECT
             committed += got
-            yield from self._busy(res, bookkeeping.next(), "bookkeeping + sync", cycle)
+            yield from self._busy(None, bookkeeping.next(), "bookkeeping + sync", cycle)
             phase = "steady" if ell == n else ("refill" if verified else "fill")
             if trace:
                 trace.span(CYCLE_TID, f"cycle {cycle}", t0, env.now - t0, in_flight=ell, outcome=outcome, phase=phase)
@@ -157,15 +165,14 @@ class SpeculativeController(Controller):
                 cycle, ell = cycle + 1, ell_next
                 continue
             # the GO sent ahead ran on tokens that no longer follow: take its reports, then DISCARD
-            if sh.done[cycle + 1].callbacks is not None:
-                yield sh.done[cycle + 1]
+            yield from self._reports(cycle + 1)
             if trace:
                 trace.span(CYCLE_TID, f"cycle {cycle + 1} (wasted)", t0, env.now - t0, in_flight=ell_next,
                            outcome=NO_VERIFY, phase="wasted")
             rows.append((t0, env.now, ell_next, NO_VERIFY, 0))
             t0 = env.now
             self.refills += 1
-            yield from self._busy(res, flush.next() + ctrl.next(), "flush + control (DISCARD)", cycle + 2)
+            yield from self._busy(None, flush.next() + ctrl.next(), "flush + control (DISCARD)", cycle + 2)
             cycle, ell = cycle + 2, 1
             self._issue(cycle, ell, chop.next())
         sh.busy_ms["draft"] = busy_draft
