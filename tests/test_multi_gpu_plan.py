@@ -95,6 +95,18 @@ def test_forecast_table_prints_a_row_per_method(capsys):
     assert cells[2].strip() == "1.00" and cells[3].strip().endswith("1.000")  # AR is its own baseline
 
 
+@pytest.mark.parametrize("plan", ["x4", "x8"])
+def test_larger_plans_carry_speculative_twins(plan):
+    runs = em.build_plan(plan)
+    names = {s.name for s in runs}
+    spec = [s for s in runs if "--speculative-control" in s.extra]
+    assert {s.alpha for s in spec} == {1.0, 0.8} and {s.n for s in spec} == {int(plan[1:])}
+    for s in spec:  # the default twin and the AR baseline ran in the same call
+        twin = next(r for r in runs if r.name == s.name.replace("_cycle_spec", "_cycle"))
+        ar = [r for r in runs if r.method == "ar" and r.shape == s.shape and r.call == s.call and r.trace == "cycle"]
+        assert twin.call == s.call and ar and s.name in names
+
+
 def test_speculative_control_plan_pairs_every_run_with_its_default_twin():
     """Issue 4's n=2 headline with --speculative-control: each speculative cycle-level run has its default twin and
     its shape's AR baseline in the same call, and the call fits its 10 minutes."""
@@ -104,6 +116,6 @@ def test_speculative_control_plan_pairs_every_run_with_its_default_twin():
     assert spec and all(s.method == "spd" and s.n == 2 for s in spec)
     for s in spec:
         if s.trace == "cycle" and "--stage-split" not in s.extra and s.alpha in (1.0, 0.8):
-            assert s.name.removesuffix("_spec") in names
-        assert f"{s.shape.split(':')[1]}_ar_cycle" in names
+            assert s.name.replace("_cycle_spec", "_cycle") in names
+        assert f"{s.shape.split(':')[1]}_ar_cycle_c1" in names
     assert sum(em.estimate_s(s) for s in runs) < 560

@@ -176,6 +176,18 @@ def _shape_runs(sh: str, n: int, trace: str, group: str, call: int, alphas=ALPHA
     return m
 
 
+def _spec_control_twins(sh: str, n: int, call: int, ar: bool = True, default: tuple[float, ...] = (1.0, 0.8),
+                        extra: tuple[str, ...] = ()) -> list[Spec]:
+    """Cycle-level SPD at alpha 1.0 and 0.8 with --speculative-control, beside default-control twins (alphas in
+    ``default``) and the AR baseline in the same call (names end in _c<call>)."""
+    q, pl, sfx = f"random:{sh}", _one_per_gpu(n), f"_c{call}"
+    m = [Spec(f"{sh}_ar_cycle{sfx}", q, "ar", 1, "0", trace="cycle", group="headline", call=call)] if ar else []
+    m += [Spec(f"{sh}_spd{n}_a{a}_cycle{sfx}", q, "spd", n, pl, a, "cycle", "headline", call=call, extra=extra)
+          for a in default]
+    return m + [Spec(f"{sh}_spd{n}_a{a}_cycle_spec{sfx}", q, "spd", n, pl, a, "cycle", "headline", call=call,
+                     extra=extra + ("--speculative-control",)) for a in (1.0, 0.8)]
+
+
 def build_plan(plan: str, gguf: str | None = None) -> list[Spec]:
     """The GPU runs of a plan, priority-ordered (within each call). Headline wall-clock runs at trace level
     'cycle' (no per-op syncs), calibration runs at 'full' (what `spd calibrate` fits, `spd validate` checks)."""
@@ -195,6 +207,7 @@ def build_plan(plan: str, gguf: str | None = None) -> list[Spec]:
                    extra=("--stage-split", "7,9,9,11")),
               Spec("qwen3-4b_spd4_a0.8_cycle_split7-9-9-11", q, "spd", 4, pl, 0.8, "cycle", "split", call=3,
                    extra=("--stage-split", "7,9,9,11"))]
+        m += _spec_control_twins("qwen3-4b", 4, 3, ar=False, default=(0.8,))  # session 6; call 3 has AR and a1.0
         return m  # call 2 then runs --plan x4-default-model too (docs/multi-gpu-plan.md)
     if plan == "x8":  # issue 9; 8 GPUs, 2 calls; every call carries its own AR baseline per shape and trace level
         q, l8 = "qwen3-4b", "llama-3.1-8b"
@@ -204,6 +217,8 @@ def build_plan(plan: str, gguf: str | None = None) -> list[Spec]:
         m += _shape_runs(l8, 8, "cycle", "headline", 2, alphas=(0.8,), arp=False)
         m += _shape_runs(l8, 4, "full", "n4-comparison", 2, alphas=(0.8,), ar=False)
         m += _shape_runs(q, 4, "full", "n4-comparison", 2, alphas=(0.8,), ar=False)
+        for sh in (q, l8):  # call 3 (session 6): speculative control at n=8 beside its default twins and AR
+            m += _spec_control_twins(sh, 8, 3)
         return m
     if plan == "x4-default-model":  # issue 8's default model (real GGUF) with its trained PDM at n=4
         model, pl = gguf or "smollm2", _one_per_gpu(4)
@@ -216,18 +231,13 @@ def build_plan(plan: str, gguf: str | None = None) -> list[Spec]:
                 Spec("smollm2_spd4_trainedpdm", model, "spd", 4, pl, None, checkpoint=ck, extra=chk),
                 Spec("smollm2_arp4", model, "ar_pipeline", 4, pl)]
     if plan == "spec-control":  # issue 4's n=2 headline with --speculative-control, against the default, same call
-        m, pl2, dv, sc = [], _placements(2, 2), ("--draft-vocab", str(DRAFT_VOCAB)), ("--speculative-control",)
-        for sh in HEADLINE_SHAPES:
-            q = f"random:{sh}"
-            m.append(Spec(f"{sh}_ar_cycle", q, "ar", 1, "0", trace="cycle", group="headline"))
-            for a in (1.0, 0.8):
-                m += [Spec(f"{sh}_spd2_a{a}_cycle", q, "spd", 2, pl2, a, "cycle", "headline", extra=dv),
-                      Spec(f"{sh}_spd2_a{a}_cycle_spec", q, "spd", 2, pl2, a, "cycle", "headline", extra=dv + sc)]
-        q = "random:qwen3-4b"
-        m += [Spec("qwen3-4b_spd2_a1.0_cycle_spec_split17-19", q, "spd", 2, pl2, 1.0, "cycle", "headline",
+        dv, sc = ("--draft-vocab", str(DRAFT_VOCAB)), ("--speculative-control",)  # dv: as the x2 headline runs
+        m = [r for sh in HEADLINE_SHAPES for r in _spec_control_twins(sh, 2, 1, extra=dv)]
+        q, pl2 = "random:qwen3-4b", _one_per_gpu(2)
+        m += [Spec("qwen3-4b_spd2_a1.0_cycle_spec_split17-19_c1", q, "spd", 2, pl2, 1.0, "cycle", "headline",
                    extra=dv + sc + ("--stage-split", "17,19")),
-              Spec("qwen3-4b_spd2_a1.0_spec", q, "spd", 2, pl2, 1.0, "full", "breakdown", extra=dv + sc),
-              Spec("qwen3-4b_spd2_a0.6_cycle_spec", q, "spd", 2, pl2, 0.6, "cycle", "headline", extra=dv + sc)]
+              Spec("qwen3-4b_spd2_a1.0_spec_c1", q, "spd", 2, pl2, 1.0, "full", "breakdown", extra=dv + sc),
+              Spec("qwen3-4b_spd2_a0.6_cycle_spec_c1", q, "spd", 2, pl2, 0.6, "cycle", "headline", extra=dv + sc)]
         return m
     raise ValueError(f"unknown plan {plan!r} (one of {', '.join(PLANS)})")
 
