@@ -28,7 +28,10 @@ from .fit import shape_lookup
 from .profile import Dist, Profile, resolve_draft_source, same_dims_key
 
 SPREADS = ("lognormal", "empirical", "constant")
-PIPELINE_METHODS = ("ar_pipeline", "spd", "ppsd")
+PIPELINE_METHODS = ("ar_pipeline", "spd", "ppsd", "spd_speculative")
+# a method whose runs are never fitted takes another's fitted cost terms: SPD with speculative control has
+# SPD's (the same ranks do the same work; only how it combines into a cycle differs)
+COST_TERMS_OF = {"spd_speculative": "spd"}
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,8 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
         raise InputError(f"--spread: expected one of {', '.join(SPREADS)}, got {spread!r}")
     notes: list[str] = []
     st = profile.stage
-    # SPD with speculative control has SPD's cost terms (the same ranks do the same work); only how they
-    # combine into a cycle differs (sim/methods/spd_speculative.py)
-    fm = "spd" if method == "spd_speculative" else method
-    pipeline = fm in PIPELINE_METHODS
+    fm = COST_TERMS_OF.get(method, method)  # whose fitted terms this method's scenario takes
+    pipeline = method in PIPELINE_METHODS
     n = int(stages or 1)
     split = tuple(split) if split else balanced_split(shape.layers, n)
     devs, per_node, shared = _devices(n, method, placement)

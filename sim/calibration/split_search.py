@@ -19,7 +19,7 @@ from ..des import simulate
 from ..errors import InputError
 from ..scenario import MethodSpec, Scenario, balanced_split
 from .profile import Profile
-from .profile_to_scenario import calibrate_spec, resolve_shape
+from .profile_to_scenario import PIPELINE_METHODS, calibrate_spec, resolve_shape
 
 Split = tuple[int, ...]
 
@@ -79,7 +79,7 @@ def best_splits(profile: Profile, scenario: Scenario, tokens: int = 2000, seed: 
     shape, _ = resolve_shape(profile, scenario.target.layers, scenario.target.name, scenario.target.hidden_size)
     out = []
     for spec in scenario.methods:
-        if spec.method not in ("spd", "ppsd", "ar_pipeline") or (spec.stages or 1) < 2:
+        if spec.method not in PIPELINE_METHODS or (spec.stages or 1) < 2:
             continue
         score = _scorer(profile, shape, spec, scenario, tokens, seed)
         start = balanced_split(scenario.target.layers, spec.stages)
@@ -87,7 +87,7 @@ def best_splits(profile: Profile, scenario: Scenario, tokens: int = 2000, seed: 
         out.append(SplitChoice(spec.name or spec.method, spec.method, spec.stages, start, scored[start], best, rate,
                                len(scored)))
     if not out:
-        raise InputError("split: the scenario has no pipeline method with stages >= 2 (spd, ppsd, ar_pipeline)")
+        raise InputError(f"split: the scenario has no pipeline method with stages >= 2 ({', '.join(PIPELINE_METHODS)})")
     return out
 
 

@@ -81,6 +81,11 @@ class StageWorker:
         self.busy_ms = 0.0
 
     def run(self):
+        self._setup()
+        return self._run_pipelined() if self.sh.lag else self._run_walk()
+
+    def _setup(self) -> None:
+        """This stage's time streams, device queue and trace threads."""
         sh, s, plan = self.sh, self.s, self.sh.plan
         self.fwd = sh.streams.get(f"stage{s}.forward", plan.stage[s - 1])
         self.report = sh.streams.get(f"stage{s}.report", plan.report_hop[s - 1])
@@ -90,7 +95,6 @@ class StageWorker:
         if sh.trace:
             sh.trace.thread(s, f"rank {s}: stage {s} ({plan.split[s - 1]} layers, device {plan.stage_devices[s - 1]})")
             sh.trace.thread(self.send_tid, f"rank {s}: sends")
-        return self._run_pipelined() if sh.lag else self._run_walk()
 
     def _forward(self, f: float, cycle: int):
         """Forward on a shared device: queue for it (generator; the messages leave when it ends)."""

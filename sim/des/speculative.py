@@ -58,7 +58,7 @@ class SpeculativeStage(StageWorker):
     """Stage s: every cycle, wait for its GO; run it if it holds a token (s <= in-flight count)."""
 
     def run(self):
-        super().run()  # streams, resource, trace threads (the default loop it returns is not used)
+        self._setup()
         return self._run_speculative()
 
     def _run_speculative(self):
