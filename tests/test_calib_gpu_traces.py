@@ -165,3 +165,23 @@ def test_trace_overhead_from_twins_makes_uninstrumented_predictions_better(monke
     assert with_overhead["median_abs_rel_error"] <= 0.06, with_overhead
     assert with_overhead["median_abs_rel_error"] < 0.6 * without["median_abs_rel_error"], (with_overhead, without)
     assert with_overhead["max_abs_rel_error"] < without["max_abs_rel_error"], (with_overhead, without)
+
+
+SPEC = Path(__file__).parents[1] / "traces" / "h100x4_2gpu_spec"
+
+
+@pytest.mark.skipif(not SPEC.is_dir(), reason="committed GPU traces not present")
+def test_speculative_control_runs_predicted_from_an_earlier_h100_profile():
+    """Session 7's speculative-control runs (2 GPUs of a 4x H100 host, never seen by the profile) against the
+    session-3 2x H100 profile: every cycle-level speculative run within 5% on the speedup when written (max
+    4.7%, llama-3.1-8b alpha 1.0), while the default-control twins are predicted 9-11% slow (the profile
+    predates the event-polled receive). Method ``spd_speculative`` is predicted, never fitted."""
+    from sim.calibration.profile import load_profile
+
+    prof = load_profile(Path(__file__).parents[1] / "profiles" / "h100x2_full_traces.json", here={})
+    preds = validate_runs(load_runs([str(SPEC)], require_full=False), profile=prof)
+    spec = [p for p in preds if "spd_speculative" in p.label and "cycle" in p.path]
+    assert len(spec) == 6
+    assert all(p.error is not None and abs(p.error) <= 0.05 for p in spec), [(p.label, p.error) for p in spec]
+    default = [p for p in preds if p.method == "spd" and "spd_speculative" not in p.label]
+    assert len(default) == 4 and all(-0.13 <= p.error <= -0.07 for p in default), [(p.label, p.error) for p in default]
