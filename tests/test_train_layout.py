@@ -118,6 +118,26 @@ def test_training_reduces_loss_and_resumes_exactly(target, tmp_path):
     assert kls[1] < kls[0] * 0.9
 
 
+def test_extra_layout_stages_train_an_n2_drafter_on_the_n3_staircase(target):
+    """layout_extra_stages=1: the n=2 drafter's training loss is the n=3 drafter's (same weights, same draws),
+    and a drafter's weights do not depend on n, so the trained drafter is then used at n=2."""
+    from reference.training.trainer import step_loss
+
+    g = torch.Generator().manual_seed(4)
+    seqs = [torch.randint(0, 97, (24,), generator=g).tolist() for _ in range(4)]
+    anchors = (0, 2, 7, 8)
+    store = FeatureStore(target, seqs, [4] * 4, anchors, progress=False)
+    n2 = PipelineDraftModule(target, make_config("spd", target, 2, DIMS, anchors), seed=0)
+    n3 = PipelineDraftModule(target, make_config("spd", target, 3, DIMS, anchors), seed=0)
+    n3.load_state_dict(n2.state_dict())
+    losses = {}
+    for name, pdm, extra in (("n2+1", n2, 1), ("n3", n3, 0), ("n2", n2, 0)):
+        s = TrainSettings(layout_extra_stages=extra)
+        losses[name] = float(step_loss("spd", pdm, store, [0, 1, 2, 3], s, torch.Generator().manual_seed(7))[0])
+    assert losses["n2+1"] == pytest.approx(losses["n3"], rel=1e-6)
+    assert abs(losses["n2"] - losses["n3"]) > 1e-6  # without the option: the n=2 staircase, another loss
+
+
 def test_train_draft_command_end_to_end(tmp_path):
     """Data file -> spd train-draft (three methods) -> checkpoints with train.json that load back."""
     from reference.training.checkpoints import load_checkpoint
@@ -149,3 +169,5 @@ def test_train_draft_command_end_to_end(tmp_path):
     # bad input: one line, exit 2
     assert main(args[:4] + [str(tmp_path / "missing.safetensors")] + args[5:]) == 2
     assert main(args + ["--stages", "1"]) == 2
+    assert main(args + ["--layout-extra-stages", "-1"]) == 2
+    assert main(args + ["--layout-extra-stages", "7"]) == 2  # n=2 + 7 > 8 layers

@@ -60,11 +60,13 @@ def make_config(method: str, target: Transformer, n: int, dims: DraftDims,
     raise ValueError(f"unknown method {method!r}")
 
 
-def depth_layers(pdm: PipelineDraftModule) -> list[int]:
-    """Layers passed at depth d = 0..n-1 (real stage boundaries, as the controller computes them)."""
+def depth_layers(pdm: PipelineDraftModule, stages: int | None = None) -> list[int]:
+    """Layers passed at depth d = 0..n-1 (real stage boundaries, as the controller computes them) of a pipeline of
+    ``stages`` stages (default: the drafter's own n)."""
     tc = pdm.target.config
-    plan = PipelinePlan(tc.num_layers, stage_bounds(tc.num_layers, pdm.config.n), pdm.config.anchors)
-    return [plan.layers_passed(d) for d in range(pdm.config.n)]
+    n = stages or pdm.config.n
+    plan = PipelinePlan(tc.num_layers, stage_bounds(tc.num_layers, n), pdm.config.anchors)
+    return [plan.layers_passed(d) for d in range(n)]
 
 
 def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -86,11 +88,14 @@ def query_logits(pdm: PipelineDraftModule, out: torch.Tensor, query_row: torch.T
     return pdm.logits(hq), hq
 
 
-def spd_logits(pdm: PipelineDraftModule, batch: Batch, inflight: torch.Tensor | int) -> tuple[torch.Tensor, Layout]:
-    """PDM logits ``[B, T, V_draft]`` for every query position with ``inflight`` tokens in flight."""
+def spd_logits(pdm: PipelineDraftModule, batch: Batch, inflight: torch.Tensor | int,
+               layout_stages: int | None = None) -> tuple[torch.Tensor, Layout]:
+    """PDM logits ``[B, T, V_draft]`` for every query position with ``inflight`` tokens in flight, on the staircase
+    of ``layout_stages`` stages (default: the drafter's own n; more is a training option, TrainSettings)."""
     B, T = batch.tokens.shape
     m = torch.as_tensor(inflight, device=batch.tokens.device).expand(B, T)
-    lay = staircase_layout(batch.lengths, batch.prompt_lens, T, m, depth_layers(pdm), pdm.target.config.num_layers)
+    lay = staircase_layout(batch.lengths, batch.prompt_lens, T, m, depth_layers(pdm, layout_stages),
+                           pdm.target.config.num_layers)
     logits, _ = query_logits(pdm, run_layout(pdm, batch.hidden, lay), lay.query_row)
     return logits, lay
 

@@ -38,6 +38,7 @@ class TrainSettings:
     seed: int = 0
     checkpoint_every_s: float = 60.0
     steady_fraction: float = 0.5        # SPD: share of queries with the pipeline full (m = n); rest m ~ U{1..n-1}
+    layout_extra_stages: int = 0        # SPD: train an n-stage drafter on the layouts of n + this many stages
     feature_noise: float = 0.1          # chain: EAGLE's uniform noise on input features (fraction of feature RMS)
     feature_weight: float = 1.0         # chain: weight of the feature regression (smooth L1) next to the KL
 
@@ -76,11 +77,13 @@ def step_loss(method: str, pdm: PipelineDraftModule, store: FeatureStore, ids: l
     dev = batch.tokens.device
     teacher = teacher_logits(target, batch.hidden[L], pdm.vocab_ids)  # [B, T, Vd]
     if method == "spd":
-        n = pdm.config.n
+        # layout_extra_stages > 0: the deeper pipeline's staircase (more tokens in flight, each shallower); the
+        # drafter is still used at its own n. Session 7 found an n=3-trained drafter better at n=2 than n=2's own.
+        n = pdm.config.n + s.layout_extra_stages
         u = torch.rand(B, T, generator=gen, device="cpu")
         warm = torch.randint(1, max(n, 2), (B, T), generator=gen, device="cpu")
         m = torch.where(u < s.steady_fraction, torch.full_like(warm, n), warm.clamp(max=n)).to(dev)
-        logits, lay = spd_logits(pdm, batch, m)
+        logits, lay = spd_logits(pdm, batch, m, layout_stages=n)
         loss, top1 = kl_loss(logits, teacher, lay.query_valid)
         return loss, top1, int(lay.query_valid.sum())
     if method == "ppsd":

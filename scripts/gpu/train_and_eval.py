@@ -157,7 +157,8 @@ def train(a: argparse.Namespace, out: Path, log: Path) -> int:
                      "--out-dir", str(work / "ckpt"), "--methods", ",".join(methods),
                      "--stages", ",".join(st) or "2", "--ppsd-stages", a.ppsd_stages,
                      "--budget-s", str(max(30.0, left - 30)), "--batch-size", str(a.batch_size), "--seed", str(a.seed),
-                     "--checkpoint-every-s", "60", "--no-progress"]
+                     "--checkpoint-every-s", "60", "--no-progress",
+                     "--layout-extra-stages", str(a.layout_extra_stages)]
                     + (["--max-steps", "2", "--tower-ffn", "32", "--agg-rank", "8", "--draft-vocab", "256",
                         "--holdout", "1"] if a.smoke else []))
     rc = sh_parallel(cmds, log, timeout=max(60.0, left + 60))
@@ -242,6 +243,8 @@ def main() -> int:
     p.add_argument("--extra-stages", default="", help="e.g. 8,10 when the budget allows")
     p.add_argument("--ppsd-stages", default="4")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--layout-extra-stages", type=int, default=0,
+                   help="train each SPD drafter on the staircase of n + this many stages (train-draft's option)")
     p.add_argument("--gpus", type=int, default=1, help="processes in parallel, one per GPU (data shards, drafters, "
                    "temperatures)")
     p.add_argument("--gen-budget-s", type=float, default=0.0, help="data generation budget (0 = a quarter, <= 150 s)")
