@@ -74,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"spd {args.command}: interrupted\n")
         return 130
+    except (MemoryError, RuntimeError) as exc:  # host or GPU memory ran out: say so in one line, no traceback
+        text = str(exc)
+        if not isinstance(exc, MemoryError) and "out of memory" not in text and "can't allocate memory" not in text:
+            raise
+        sys.stderr.write(f"spd {args.command}: error: out of memory ({text.splitlines()[0][:160] if text else 'MemoryError'}); "
+                         "a smaller batch (e.g. --gen-batch, --batch-size) may fit\n")
+        return 1
     except BrokenPipeError:  # `spd predict | head`: the reader left; not an error of ours
         try:
             sys.stdout = open(os.devnull, "w")
