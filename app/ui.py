@@ -89,7 +89,7 @@ def sidebar_knobs() -> None:
     sb.toggle("Also SPD with speculative control", key="speculative_control",
               help="The controller sends the next GO before it verifies (spd run --speculative-control): a cycle "
                    "no longer waits for rank 0's head and verify, and a reject costs n cycles. Same alpha and "
-                   "draft as SPD. Lossless on CPU; not yet measured on a GPU.")
+                   "draft as SPD. Measured on 2 H100s at n=2: 1.77x at alpha 1.0, 1.29x at 0.8 (docs/executor.md).")
     with sb.expander("Baselines: EAGLE-3, PPSD, vanilla SD"):
         st.slider("EAGLE-3 acceptance alpha (per position)", 0.0, 1.0, step=0.01, key="alpha_eagle3")
         st.slider("EAGLE-3 draft steps m", 1, 16, key="eagle3_steps")

@@ -46,7 +46,7 @@ class Knobs:
     cycle_overhead_ms: float = 0.90
     max_stages: int = 32  # right end of the stages axis (clipped to the layer count)
     # also SPD whose controller sends the next GO before verifying (`spd run --speculative-control`; same
-    # alpha and draft as SPD; not yet measured on a GPU)
+    # alpha and draft as SPD; measured on 2x H100 in session 7, docs/executor.md)
     speculative_control: bool = False
 
     @classmethod

@@ -118,9 +118,15 @@ def spd_theoretical_speedup(alpha: ArrayLike, n: ArrayLike, layers: ArrayLike, l
     published column. A draft layer is counted as one target layer (same width). ``tokens`` = N
     switches r to the finite-length N/E[K].
     """
-    r = spd_tokens_per_cycle(alpha, n, tokens)
+    return _hidden_draft_speedup(spd_tokens_per_cycle(alpha, n, tokens), layers, largest_stage_layers, draft_layers)
+
+
+def _hidden_draft_speedup(r: ArrayLike, layers: ArrayLike, largest_stage_layers: ArrayLike,
+                          draft_layers: ArrayLike) -> np.ndarray:
+    """r tokens per cycle, a cycle as long as the largest stage or the draft (it runs beside the stages), in
+    layer units: r · L / max(largest stage, L_s)."""
     cycle_layers = np.maximum(np.asarray(largest_stage_layers, dtype=float), np.asarray(draft_layers, dtype=float))
-    return r * np.asarray(layers, dtype=float) / cycle_layers
+    return np.asarray(r, dtype=float) * np.asarray(layers, dtype=float) / cycle_layers
 
 
 def ppsd_theoretical_speedup(alpha: ArrayLike, n: ArrayLike, layers: ArrayLike, largest_stage_layers: ArrayLike,
@@ -248,9 +254,8 @@ def spd_speculative_theoretical_speedup(alpha: ArrayLike, n: ArrayLike, layers: 
                                         tokens: ArrayLike | None = None) -> np.ndarray:
     """SPD with speculative control in layer units: r_spec · L / max(largest stage, L_s), r_spec counting a
     reject as n cycles (:func:`spd_speculative_tokens_per_cycle`); equals SPD's at alpha = 1."""
-    r = spd_speculative_tokens_per_cycle(alpha, n, tokens)
-    cycle_layers = np.maximum(np.asarray(largest_stage_layers, dtype=float), np.asarray(draft_layers, dtype=float))
-    return r * np.asarray(layers, dtype=float) / cycle_layers
+    return _hidden_draft_speedup(spd_speculative_tokens_per_cycle(alpha, n, tokens), layers, largest_stage_layers,
+                                 draft_layers)
 
 
 def ppsd_cycle_ms(max_stage_ms: ArrayLike, hop_ms: ArrayLike, draft_ms: ArrayLike, verify_ms: ArrayLike,
