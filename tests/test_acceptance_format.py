@@ -140,3 +140,29 @@ def test_continued_training_keeps_the_checkpoints_vocabulary():
     assert ids is not None and ids.numel() == 16384 and bool((ids[1:] > ids[:-1]).all())
     assert _checkpoint_vocab(ckpts, "smollm2", 1000) is None
     assert _checkpoint_vocab(ckpts, "no-such-prefix", 16384) is None
+
+
+def test_chain_teacher_forced_positions_are_free_of_survivor_selection():
+    """A head that is right at every start with an easy next token and wrong elsewhere: conditional acceptance
+    at deep positions only sees the easy runs (rising), the teacher-forced one counts every start."""
+    from reference.training.evaluate import teacher_forced_positions
+
+    P, G, steps = 2, 12, 3
+    easy = np.array([1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0], dtype=float)  # position j's token is easy
+    table = np.zeros((P + G + 1, steps))
+    for s in range(P + G):
+        for k in range(1, steps + 1):
+            table[s, k - 1] = easy[min(s + k, len(easy) - 1)]
+    sums, starts = teacher_forced_positions(table, P, G, steps)
+    assert starts == [G - 1, G - 2, G - 3]  # draft k from start s predicts s + k <= P + G - 1
+    assert sums == [float(table[P:P + G - k, k - 1].sum()) for k in range(1, steps + 1)]
+    run = chain_schedule(P, G, steps, lambda s, k: bool(table[s, k - 1]))
+    rec = {"dataset": "a", "question_id": 1, "tokens": G, "rounds": run.rounds, "drafted": run.drafted,
+           "tf_accepted": sums, "tf_starts": starts}
+    cs = chain_summary([rec], steps, 30, 1)
+    tf = cs["per_position_alpha_teacher_forced"]
+    assert tf == pytest.approx([sums[k] / starts[k] for k in range(steps)])
+    assert cs["per_position_starts_teacher_forced"] == starts
+    # an old record without the keys gives None, not a crash
+    assert chain_summary([{k: v for k, v in rec.items() if not k.startswith("tf_")}], steps, 30, 1)[
+        "per_position_alpha_teacher_forced"] is None

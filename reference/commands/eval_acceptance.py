@@ -113,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
                         "prompt_len": len(o.prompt.prompt_ids), "tokens": o.tokens}
                 if d.method == "chain":
                     base.update(rounds=o.run.rounds, drafted=o.run.drafted)
+                    if o.teacher_forced is not None:
+                        base.update(tf_accepted=o.teacher_forced[0], tf_starts=o.teacher_forced[1])
                 else:
                     base.update(cycles=o.run.cycles, refill_rejects=o.run.refill_rejects,
                                 accepts="".join("1" if a else "0" for a in o.run.accepts),

@@ -51,6 +51,22 @@ class PromptOutcome:
     prompt: EvalPrompt
     tokens: int
     run: PipelineRun | ChainRun
+    # chain only: (sum of draft k's outcomes, starts) for k = 1..steps over *every* start on the committed path
+    teacher_forced: tuple[list[float], list[int]] | None = None
+
+
+def teacher_forced_positions(table: np.ndarray, P: int, G: int, steps: int) -> tuple[list[float], list[int]]:
+    """The chain head's draft k from every start s = P..P+G-1-k of the committed path (the path's tokens, the
+    head's own features from step 2 on), not only from the starts where a round began with drafts 1..k-1
+    accepted. Conditional acceptance at a deep position is measured on the chains that got there, which are
+    the easy ones; this is EAGLE's "k-alpha" (k-1 estimated features), free of that selection. Returns per k the
+    sum of outcomes (T=0: 1/0; T>0: min(1, q/p) of the path token) and the number of starts."""
+    sums, starts = [], []
+    for k in range(1, steps + 1):
+        col = table[P:max(P, P + G - k), k - 1]
+        sums.append(round(float(col.sum()), 4))
+        starts.append(int(col.shape[0]))
+    return sums, starts
 
 
 def generate_paths(model: Transformer, prompts: Sequence[EvalPrompt], max_new_tokens: int, temperature: float,
@@ -164,7 +180,8 @@ def evaluate(model: Transformer, drafters: Sequence[Drafter], prompts: Sequence[
             P, G = len(prompts[i].prompt_ids), len(paths[i])
             for d in drafters:
                 rng = np.random.default_rng([seed, i, int(temperature * 1000), sum(map(ord, d.name))])
-                results[d.name][i] = PromptOutcome(prompts[i], G, _schedule(d, tab[d.name], P, G, temperature, rng))
+                tf = teacher_forced_positions(tab[d.name], P, G, d.steps) if d.method == "chain" else None
+                results[d.name][i] = PromptOutcome(prompts[i], G, _schedule(d, tab[d.name], P, G, temperature, rng), tf)
     return {k: [o for o in v if o is not None] for k, v in results.items()}
 
 

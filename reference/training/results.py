@@ -58,10 +58,17 @@ def chain_summary(records: list[dict[str, Any]], steps: int, num_layers: int, dr
         tokens += r["tokens"] - 1  # the prefill token is not produced by a round
     per_pos = [float(accepted[k] / reached[k]) if reached[k] else None for k in range(steps)]
     tau = tokens / rounds if rounds else None
+    # every start on the committed path (records written since session 8; older ones lack the keys)
+    tf = [r for r in records if "tf_starts" in r]
+    tf_acc = np.sum([r["tf_accepted"] for r in tf], axis=0) if tf else np.zeros(steps)
+    tf_n = np.sum([r["tf_starts"] for r in tf], axis=0) if tf else np.zeros(steps, dtype=np.int64)
+    per_pos_tf = [float(tf_acc[k] / tf_n[k]) if tf_n[k] else None for k in range(steps)] if tf else None
     return {
         "prompts": len(records), "rounds": rounds, "tokens_after_prefill": tokens,
         "per_position_alpha": per_pos, "per_position_verified": reached.tolist(),
         "per_position_accepted": accepted.tolist(), "tau_pooled": tau,
+        "per_position_alpha_teacher_forced": per_pos_tf,
+        "per_position_starts_teacher_forced": [int(x) for x in tf_n] if tf else None,
         "theoretical_speedup": float(cf.eagle3_theoretical_speedup(tau, steps, draft_layers, num_layers)) if tau else None,
     }
 
@@ -113,5 +120,14 @@ def markdown(doc: dict[str, Any]) -> str:
             nv = r["summary"].get("overall", {}).get("per_position_verified") or []
             if nv:
                 lines.append("| drafts verified (overall) | " + " | ".join(str(x) for x in nv) + " | | |")
+            if r["summary"].get("overall", {}).get("per_position_alpha_teacher_forced"):
+                lines.append("")
+                lines.append("Chain head, teacher-forced acceptance per position (draft k from every start on the "
+                             "committed path, own features from step 2; EAGLE's k-alpha)\n")
+                lines.append("| dataset | " + " | ".join(f"pos {k + 1}" for k in range(r["steps"])) + " |")
+                lines.append("|---|" + "---|" * r["steps"])
+                for d in datasets:
+                    pp = r["summary"].get(d, {}).get("per_position_alpha_teacher_forced") or [None] * r["steps"]
+                    lines.append(f"| {d} | " + " | ".join(_f(x) for x in pp) + " |")
         lines.append("")
     return "\n".join(lines)
