@@ -5,18 +5,27 @@ Definitions (all durations in ms, on rank 0's clock; docs/calibration.md):
 * stage forward: a rank's one-token ``forward`` event (decode cycles only, prefill excluded);
 * control: rank 0's cycle start -> end of its control broadcast (``ctrl_send``);
 * control hop: end of that broadcast -> start of stage 1's forward (control delivery + input receive);
+* stage start (SPD): end of that broadcast -> start of the forward of stages 2..n (control delivery to their
+  thread or process + the receive of the input sent in the previous cycle);
 * send: a stage's send of its output to the next stage (sender side), paid before it reports to rank 0;
+* report: a stage's forward end -> end of rank 0's receive of its output, in cycles where that receive was
+  posted before the forward ended (rank 0 waiting): the gap, the sends (a stage sends rank 0 its output before
+  the next stage), the transfer and the receive; by link type;
 * hop: a matched hidden-state message, receive end minus the later of send start and receive start
   (``sim.traces.Hop``), by link type (same device / intra node / inter node) and size;
 * verify: rank 0's part of finishing a token (norm, head, verify, bookkeeping, and whatever the receive of
-  the last stage's output takes beyond a hop): from the later of the receive's start and the end of the
-  last stage's send plus the run's median hop between stages on that link type (the hop the simulator
-  charges) to the end of the ``verify`` event, less the other receives rank 0 waits in meanwhile (a runtime
-  that launches the head as soon as that output arrives receives earlier stages' anchors after it); the
+  the last stage's output takes beyond its report): from the later of that receive's start and the last stage's
+  forward end plus the run's median report from it (the report the model charges) to the end of the
+  ``verify`` event, less the part of rank 0's other receives spent waiting for data not yet there (the runtime
+  launches the head as soon as that output arrives and receives earlier stages' anchors after it: receiving
+  data that is there is rank 0's serial work, a wait for a later stage belongs to that stage's path); the
   ``verify`` event alone when the cycle has no such receive (from the receive's end when the run has no
-  stage-to-stage hop on that link type). Cycles in which no token finished (SPD filling the pipeline after
-  the prefill or a flush: cycle event ``fill``) are kept apart as ``verify_fill``: rank 0 only inserts the
-  next draft there, no head and no verification;
+  report measured). Cycles in which no token finished (SPD filling the pipeline after the prefill or a flush:
+  cycle event ``fill``) are kept apart as ``verify_fill``: rank 0 only inserts the next draft there, no head
+  and no verification;
+* head: rank 0's ``head`` event (the LM head on the last stage's output, before the other outputs are received);
+* collect (SPD): in cycles whose draft outlasted the stages (every output to rank 0 sent before it ended), the
+  draft's end -> the start of the verify clock above (a cost of the draft's path);
 * bookkeeping: the gap between one cycle record's end and the next one's start (loop overhead);
 * flush: mean duration of DISCARD cycles minus mean duration of the GO cycles with one token in flight
   (the same work without the KV crop and discard);
@@ -86,6 +95,9 @@ class StageSample:
     layers: int
     ranks_on_device: int
     ms: float
+    # who else computes on this stage's device: stages (this one included) and whether rank 0 is there
+    stages_on_device: int = 1
+    with_rank0: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,9 @@ class RunMeasurement:
     # cycle start -> stage 1's forward start, in cycles where stage 1 began later than LATE_START_MS after the
     # broadcast had ended (it waited for its thread to wake in the process it shares with rank 0)
     stage1_late_start_ms: list[float] = field(default_factory=list)
+    # SPD: end of rank 0's broadcast -> forward start of stages 2..n (control delivery to their thread or process
+    # and the receive of the input their predecessor sent in the previous cycle); stage 1's is ``control_hop_ms``
+    stage_start_ms: list[float] = field(default_factory=list)
     send_ms: list[float] = field(default_factory=list)
     bookkeeping_ms: list[float] = field(default_factory=list)
     flush_ms: float | None = None
@@ -128,7 +143,14 @@ class RunMeasurement:
     # model charges to the sending stage): receive end - max(send end, receive start); collect / final
     # messages (whose send is not charged separately) keep the full latency
     net_hops: list[tuple[str, int, float]] = field(default_factory=list)
-    collect_ms: list[float] = field(default_factory=list)  # SPD, draft-bound cycles: draft end -> verify start
+    collect_ms: list[float] = field(default_factory=list)  # SPD, draft-bound cycles: draft end -> verify clock start
+    # (link type, ms): a stage's forward end -> rank 0 has its output, in cycles where rank 0 was already waiting
+    # for it (its receive posted before that forward ended): the gap, the sends, the transfer and the receive
+    report_ms: list[tuple[str, float]] = field(default_factory=list)
+    # rank 0's LM head on the last stage's output (runtimes that record it), launched before the other outputs
+    # are received
+    head_ms: list[float] = field(default_factory=list)
+    reporting: tuple[int, ...] = ()  # the stages (1-based) that sent rank 0 their output in decode cycles
     trace_level: str = "full"  # "cycle": a validation target only (no per-op samples)
     # The executor variant (trace header): one-token step kernels, and how ranks sharing a device map to
     # processes. Timings of different variants are not interchangeable: profiles fit one variant.
@@ -198,6 +220,10 @@ class RunMeasurement:
     def ranks_on_device(self, rank: int) -> int:
         return sum(1 for d in self.rank_devices if d == self.rank_devices[rank])
 
+    def stages_on_device(self, rank: int) -> int:
+        """Pipeline stages (ranks 1..n) on the device of ``rank``."""
+        return sum(1 for d in self.rank_devices[1:] if d == self.rank_devices[rank])
+
     def link_type(self, a: int, b: int) -> str:
         da, db = self.rank_devices[a], self.rank_devices[b]
         if da == db:
@@ -236,14 +262,25 @@ def _kernels(h: dict) -> str:
     return f"{k}+eager" if on_cuda and h.get("cuda_graphs") is False else k
 
 
-def _verify_ms(verify, recvs: list, final_link: str, sent_ns: int | None) -> float:
-    """See the module docstring: final hidden sent + a hop (or its receive posted) -> verify end, less other
-    receives."""
+def _verify_start(recvs: list, final_link: str, sent_ns: int | None) -> int | None:
+    """When rank 0's verify clock starts: the later of the final receive's start and the last stage's send end plus
+    the hop the simulator charges (or that receive's end when no such hop was measured); None: no final receive."""
     final = [r for r in recvs if r.extra.get("link") == final_link]
     if not final:
+        return None
+    return max(final[-1].t0_ns, sent_ns) if sent_ns is not None else final[-1].t1_ns
+
+
+def _verify_ms(verify, recvs: list, final_link: str, sent_ns: int | None, arrived: dict) -> float:
+    """See the module docstring: the last stage's output due (or its receive posted) -> verify end, less the time
+    other receives waited for data not yet there (``arrived``: when a receive's data was at rank 0; receiving data
+    that was there is rank 0's own serial work, a wait for a later stage is that stage's critical path)."""
+    start = _verify_start(recvs, final_link, sent_ns)
+    if start is None:
         return verify.duration_ms
-    start = max(final[-1].t0_ns, sent_ns) if sent_ns is not None else final[-1].t1_ns
-    waited = sum(r.t1_ns - max(r.t0_ns, start) for r in recvs if r.t1_ns > start and r is not final[-1])
+    final = [r for r in recvs if r.extra.get("link") == final_link][-1]
+    waited = sum(max(min(r.t1_ns, arrived.get(id(r), r.t1_ns)) - max(r.t0_ns, start), 0)
+                 for r in recvs if r is not final and r.t1_ns > start)
     return max(_ms(verify.t1_ns - start - waited), verify.duration_ms)
 
 
@@ -309,25 +346,43 @@ def _pipeline_samples(tr: Trace, m: RunMeasurement) -> None:
     recvs0 = defaultdict(list)
     for e in tr.select("recv", 0):
         recvs0[(e.prompt, e.cycle)].append(e)
-    # the hop the simulator charges for the final message: the median stage-to-stage hop on its link type
-    between = [(hop.recv.t1_ns - max(hop.send.t1_ns, hop.recv.t0_ns)) for hop in tr.hops()
-               if hop.send.cycle > 0 and hop.send.extra.get("what") == "hidden"
-               and m.link_type(*(int(x) for x in hop.link.split("->"))) == m.link_type(m.n, 0)]
-    hop_ns = max(int(np.median(between)), 0) if between else None
-    final_sent = {} if hop_ns is None else {  # no stage-to-stage hop measured: verify starts at the receive's end
-        (e.prompt, e.cycle): e.t1_ns + hop_ns for e in tr.select("send", m.n) if e.extra.get("link") == final_link}
+    hops = tr.hops()
+    # when the data a receive of rank 0 takes was there: its send's end + the run's median send end -> receive end on
+    # that link where rank 0 was already waiting (what rank 0 waited for before that is a stage's path, not its work)
+    ready = defaultdict(list)
+    for hop in hops:
+        if hop.link.endswith("->0") and hop.send.cycle > 0 and hop.recv.t0_ns <= hop.send.t1_ns:
+            ready[hop.link].append(hop.recv.t1_ns - hop.send.t1_ns)
+    lat = {link: int(np.median(v)) for link, v in ready.items()}
+    arrived = {id(hop.recv): hop.send.t1_ns + lat.get(hop.link, 0) for hop in hops}
+    fwd_end = {(e.prompt, e.cycle, e.rank): e.t1_ns for e in tr.select("forward") if e.cycle > 0}
+    last = []
+    m.reporting = tuple(sorted({int(h.link.split("->")[0]) for h in hops if h.link.endswith("->0") and h.send.cycle > 0}))
+    for hop in hops:  # report: a stage's forward end -> rank 0 has its output, where rank 0 was waiting for it
+        a, b = (int(x) for x in hop.link.split("->"))
+        f = fwd_end.get((hop.send.prompt, hop.send.cycle, a)) if b == 0 and hop.send.cycle > 0 else None
+        if f is not None and hop.recv.t0_ns <= f:
+            m.report_ms.append((m.link_type(a, 0), _ms(hop.recv.t1_ns - f)))
+            last += [hop.recv.t1_ns - f] if a == m.n else []
+    # when the finished token's output is due at rank 0: the last stage's forward end + the run's median report
+    report_ns = int(np.median(last)) if last else None
+    final_sent = {} if report_ns is None else {  # none measured: verify starts at the receive's end
+        (p, c): t + report_ns for (p, c, r), t in fwd_end.items() if r == m.n}
     for e in tr.events:
         if e.cycle <= 0:
             continue  # prefill / warm-up
         if e.name == "forward" and e.rank >= 1:
             s = e.rank - 1
-            m.stage.append(StageSample(s, m.split[s], m.ranks_on_device(e.rank), e.duration_ms))
+            m.stage.append(StageSample(s, m.split[s], m.ranks_on_device(e.rank), e.duration_ms,
+                                       m.stages_on_device(e.rank), m.rank_devices[e.rank] == m.rank_devices[0]))
             if s == 0 and (e.prompt, e.cycle) in ctrl:
                 hop = _ms(e.t0_ns - ctrl[(e.prompt, e.cycle)].t1_ns)
                 m.control_hop_ms.append(max(hop, 0.0))  # >= 0: clock residual
                 c = cycles.get((e.prompt, e.cycle))
                 if c is not None and hop > LATE_START_MS:
                     m.stage1_late_start_ms.append(_ms(e.t0_ns - c.t0_ns))
+            elif s > 0 and m.method == "spd" and (e.prompt, e.cycle) in ctrl:
+                m.stage_start_ms.append(max(_ms(e.t0_ns - ctrl[(e.prompt, e.cycle)].t1_ns), 0.0))
         elif e.name == "draft" and e.rank == 0 and (e.prompt, e.cycle) in cycles:
             m.draft.append((cycles[(e.prompt, e.cycle)].in_flight + 1, e.duration_ms))
         elif e.name == "verify" and e.rank == 0:
@@ -336,9 +391,11 @@ def _pipeline_samples(tr: Trace, m: RunMeasurement) -> None:
                 m.verify_fill_ms.append(e.duration_ms)
             else:
                 m.verify_ms.append(_verify_ms(e, recvs0.get((e.prompt, e.cycle), []), final_link,
-                                              final_sent.get((e.prompt, e.cycle))))
+                                              final_sent.get((e.prompt, e.cycle)), arrived))
         elif e.name == "send" and e.rank >= 1 and e.extra.get("what") == "hidden":
             m.send_ms.append(e.duration_ms)
+        elif e.name == "head" and e.rank == 0:
+            m.head_ms.append(e.duration_ms)
     for key, c in cycles.items():
         if key in ctrl:
             m.control_ms.append(_ms(ctrl[key].t1_ns - c.t0_ns))
@@ -357,16 +414,15 @@ def _pipeline_samples(tr: Trace, m: RunMeasurement) -> None:
     go1 = [c.duration_ms for c in tr.cycles if c.control == "GO" and c.in_flight == 1]
     if pairs and acc and go1:
         m.flush_ms = max(float(np.mean(pairs) - np.mean(acc) - np.mean(go1)), 0.0)
-    for hop in tr.hops():
+    for hop in hops:
         a, b = (int(x) for x in hop.link.split("->"))
         lt, nb = m.link_type(a, b), int(hop.send.extra.get("bytes") or 0)
         m.hops.append((lt, nb, hop.latency_ns / 1e6))
         if hop.send.cycle > 0:
             start = hop.send.t1_ns if hop.send.extra.get("what") == "hidden" else hop.send.t0_ns
             m.net_hops.append((lt, nb, max(hop.recv.t1_ns - max(start, hop.recv.t0_ns), 0) / 1e6))
-    # rank 0's serial receive of the collected outputs after a draft that outlasted the stages: the data is
-    # there (every collect send ended before the draft did), yet receiving it (host staging + gloo for a
-    # same-device sender, an NCCL receive + sync otherwise) costs time before verify can start
+    # a draft that outlasted the stages (every output to rank 0 was sent before it ended): from its end to the
+    # start of rank 0's verify clock (rank 0 posting the final receive); what follows is verify's
     drafts = {(e.prompt, e.cycle): e for e in tr.select("draft", 0) if e.cycle > 0}
     verifies = {(e.prompt, e.cycle): e for e in tr.select("verify", 0) if e.cycle > 0}
     coll_end: dict = defaultdict(int)
@@ -374,6 +430,6 @@ def _pipeline_samples(tr: Trace, m: RunMeasurement) -> None:
         if e.cycle > 0 and e.extra.get("peer") == 0:
             coll_end[(e.prompt, e.cycle)] = max(coll_end[(e.prompt, e.cycle)], e.t1_ns)
     for key, d in drafts.items():
-        v = verifies.get(key)
-        if v is not None and key in coll_end and coll_end[key] <= d.t1_ns:
-            m.collect_ms.append(max(_ms(v.t0_ns - d.t1_ns), 0.0))
+        start = _verify_start(recvs0.get(key, []), final_link, final_sent.get(key))
+        if key in verifies and start is not None and key in coll_end and coll_end[key] <= d.t1_ns:
+            m.collect_ms.append(max(_ms(start - d.t1_ns), 0.0))

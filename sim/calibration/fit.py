@@ -2,15 +2,17 @@
 
 The model (docs/calibration.md, "Fitting model"):
 
-* stage forward of k layers on a device shared by r ranks: ``(k * a(shape) + b) * (1 + kappa (r - 1))``,
-  fitted with ``scipy.optimize.least_squares`` on the per-(run, stage) medians, relative residuals (so
-  small and large stages weigh alike), one ``a`` per measured shape, shared ``b`` and ``kappa``; then
-  ``a(shape) = a0 + a1 * layer_mparams`` across shapes (weighted linear least squares, a0, a1 >= 0) for
-  shapes that were never measured. ``b`` (or ``kappa``) is fixed at 0 when the data cannot separate it
-  (a single layer count, a single sharing level);
+* stage forward of k layers, T = k * a(shape) + b, slowed on a shared device by the work that runs beside it
+  (``StageModel``): ``T * (1 + kappa_m (stages on the device - 1)) + rho_m * min(W, T)`` where rank 0 is on the
+  device (W: its draft in SPD, the whole forward otherwise), fitted with ``scipy.optimize.least_squares`` on
+  the per-(run, stage) medians, relative residuals (so small and large stages weigh alike), one ``a`` per
+  measured shape, shared ``b``, ``kappa_m`` / ``rho_m`` per method; then ``a(shape) = a0 + a1 * layer_mparams``
+  across shapes (weighted linear least squares, a0, a1 >= 0) for shapes that were never measured. ``b`` is
+  fixed at 0 with a single layer count, ``kappa`` when every device holds as many stages, ``rho`` when rank 0
+  is beside every stage or none;
 * controller costs (control, verify, draft) are linear in a few features (const, stages, head size,
   draft layers x rows) fitted with ``scipy.optimize.lsq_linear`` (coefficients >= 0) on per-run medians,
-  after dividing out the contention factor of rank 0's device; a feature that does not vary in the
+  after dividing out the contention factor of rank 0's device (``StageModel.rank0_factor``); a feature that does not vary in the
   data is dropped (its effect is absorbed by the constant); the verify of a cycle in which no token finished
   (``verify_fill``: no head) is a pooled distribution of its own;
 * hops: per link type, the one-token latency distribution, plus a size slope when sizes vary;
@@ -26,7 +28,7 @@ from scipy.optimize import least_squares, lsq_linear
 
 from ..errors import InputError
 from .extract import ModelShape, RunMeasurement
-from .profile import LINK_TYPES, Dist, LinearFit, MethodTerms, Profile, StageModel, draft_fit_key
+from .profile import LINK_TYPES, DeviceShare, Dist, LinearFit, MethodTerms, Profile, StageModel, draft_fit_key
 
 
 def fit_linear(features: list[dict[str, float]], y: list[float], names: tuple[str, ...]) -> LinearFit:
@@ -58,6 +60,8 @@ def _med(x) -> float:
 
 
 def fit_stage(runs: list[RunMeasurement]) -> StageModel:
+    """The stage model (``StageModel``: per-shape layer time, shared per-stage constant, per method the slowdown
+    by concurrent stages on the device and by rank 0's work beside it) from per-(run, stage) medians."""
     groups = defaultdict(list)
     for ri, r in enumerate(runs):
         for s in r.stage:
@@ -67,63 +71,90 @@ def fit_stage(runs: list[RunMeasurement]) -> StageModel:
                          "traced with --trace full)")
     shapes = sorted({runs[ri].shape.key for ri, _ in groups})
     methods = sorted({r.method for r in runs})
-    rows = []  # (shape index, layers, ranks_on_device, median ms, count, method index)
+    rows = []  # (shape index, layers, stages on device, rank 0 there, rank 0's concurrent work ms, median, count, method)
     ratios = []
     for (ri, _), ss in groups.items():
+        r = runs[ri]
         ms = [s.ms for s in ss]
         med = _med(ms)
-        rows.append((shapes.index(runs[ri].shape.key), ss[0].layers, ss[0].ranks_on_device, med, len(ms),
-                     methods.index(runs[ri].method)))
+        # what rank 0 computes beside the stage: SPD drafts concurrently (its run's median draft); otherwise it
+        # waits for the whole forward (nan: min(W, T) = T)
+        busy = _med([d for _, d in r.draft]) if r.method == "spd" and r.draft else float("nan")
+        rows.append((shapes.index(r.shape.key), ss[0].layers, ss[0].stages_on_device, float(ss[0].with_rank0), busy,
+                     med, len(ms), methods.index(r.method)))
         if med > 0:
             ratios.extend(np.asarray(ms) / med)
     arr = np.array(rows, dtype=float)
-    si, k, r, y, cnt, mi = arr.T
+    si, k, m_on, r0, busy, y, cnt, mi = arr.T
     fit_b = len(set(k.tolist())) > 1
-    # contention: one kappa per method whose runs have shared AND unshared stages or where another method
-    # pins the per-layer times (the co-resident controller does different things: it drafts in SPD, it
-    # sits in a posted receive in the AR pipeline), pooled when only one method shares a device
-    shared_methods = sorted({int(m) for m, rr in zip(mi, r) if rr > 1})
-    fit_kappa = len(set(r.tolist())) > 1
-    kidx = {m: j for j, m in enumerate(shared_methods)} if fit_kappa else {}
-    nk = len(kidx)
+    # kappa per method whose stages share a device with another stage, when the number of stages per device
+    # varies; rho per method with a stage beside rank 0, when some stage is not (AR pipeline and SPD do different
+    # things there); otherwise the per-layer times absorb them
+    kidx = {m: j for j, m in enumerate(sorted({int(x) for x, mm in zip(mi, m_on) if mm > 1}))} \
+        if len(set(m_on.tolist())) > 1 else {}
+    ridx = {m: j for j, m in enumerate(sorted({int(x) for x, rr in zip(mi, r0) if rr > 0}))} \
+        if len(set(r0.tolist())) > 1 else {}
+    # kappa's growth with the weight-streaming rate, per method whose shared stages cover several shapes
+    bidx = {m: j for j, m in enumerate(m for m in sorted(kidx)
+                                       if len({int(x) for x in si[(mi == m) & (m_on > 1)]}) > 1)}
+    nk, nr, nb = len(kidx), len(ridx), len(bidx)
+    shape_mp = {shapes.index(r.shape.key): r.shape.layer_mparams for r in runs}
+    mparams = np.array([shape_mp[int(j)] for j in si])
     w = np.sqrt(cnt)
 
     def unpack(p):
         a = p[:len(shapes)]
         b = p[len(shapes)] if fit_b else 0.0
-        kap = np.asarray(p[len(shapes) + int(fit_b):len(shapes) + int(fit_b) + nk], dtype=float)
-        return a, b, kap
+        o = len(shapes) + int(fit_b)
+        return (a, b, np.asarray(p[o:o + nk], dtype=float), np.asarray(p[o + nk:o + nk + nr], dtype=float),
+                np.asarray(p[o + nk + nr:o + nk + nr + nb], dtype=float))
 
-    def kappa_rows(kap):
-        return np.array([kap[kidx[int(m)]] if int(m) in kidx else 0.0 for m in mi])
+    def per_row(vals, idx):
+        return np.array([vals[idx[int(m)]] if int(m) in idx else 0.0 for m in mi])
 
     def model(p):
-        a, b, kap = unpack(p)
-        return (k * a[si.astype(int)] + b) * (1.0 + kappa_rows(kap) * (r - 1.0))
+        a, b, kap, rho, kbw = unpack(p)
+        al = a[si.astype(int)]
+        t = k * al + b
+        tbps = 2.0 * mparams / np.maximum(al, 1e-9) / 1000.0  # StageModel.stream_tbps
+        w0 = np.where(np.isnan(busy), t, np.minimum(busy, t))
+        kappa = per_row(kap, kidx) + per_row(kbw, bidx) * tbps
+        return t * (1.0 + kappa * (m_on - 1.0)) + per_row(rho, ridx) * r0 * w0
 
-    x0 = [max(_med(y[si == j] / k[si == j]), 1e-6) for j in range(len(shapes))] + [0.0] * (int(fit_b) + nk)
+    x0 = [max(_med(y[si == j] / k[si == j]), 1e-6) for j in range(len(shapes))] + [0.0] * (int(fit_b) + nk + nr + nb)
     sol = least_squares(lambda p: w * (model(p) - y) / y, x0, bounds=(0.0, np.inf))
-    a, b, kaps = unpack(sol.x)
-    by_method = {methods[m]: float(kaps[j]) for m, j in kidx.items()}
-    shared_cnt = {methods[m]: float(cnt[(mi == m) & (r > 1)].sum()) for m in kidx}
-    kap = (sum(by_method[m] * shared_cnt[m] for m in by_method) / max(sum(shared_cnt.values()), 1.0)) if by_method else 0.0
+    a, b, kaps, rhos, kbws = unpack(sol.x)
+    kappa_by = {methods[m]: float(kaps[j]) for m, j in kidx.items()}
+    rho_by = {methods[m]: float(rhos[j]) for m, j in ridx.items()}
+    kbw_by = {methods[m]: float(kbws[j]) for m, j in bidx.items()}
+
+    def pooled(by: dict[str, float], mask) -> float:  # forward-weighted mean, for methods not measured
+        c = {methods[m]: float(cnt[(mi == m) & mask].sum()) for m in range(len(methods))}
+        tot = sum(c[m] for m in by)
+        return sum(v * c[m] for m, v in by.items()) / tot if tot > 0 else 0.0
+
     rmse = float(np.sqrt(np.mean((model(sol.x) - y) ** 2)))
     # a(shape) across widths: a = a0 + a1 * layer_mparams (weighted by forwards measured)
     params = {key: next(rr.shape for rr in runs if rr.shape.key == key).layer_mparams for key in shapes}
     feats = [{"const": 1.0, "layer_mparams": params[key]} for key in shapes]
     line = fit_linear(feats, list(a), ("const", "layer_mparams"))
     return StageModel(a0_ms=line.coef.get("const", 0.0), a1_ms_per_mparam=line.coef.get("layer_mparams", 0.0),
-                      b_ms=float(b), kappa=float(kap), kappa_by_method=by_method, per_shape_layer_ms={key: float(v) for key, v in zip(shapes, a)},
+                      b_ms=float(b), kappa=pooled(kappa_by, m_on > 1), kappa_by_method=kappa_by,
+                      rank0_overlap_by_method=rho_by, rank0_overlap=pooled(rho_by, r0 > 0), kappa_bw_by_method=kbw_by,
+                      per_shape_layer_ms={key: float(v) for key, v in zip(shapes, a)},
                       spread=Dist.of(ratios), rmse_ms=rmse, points=len(rows))
 
 
 def _cost_features(r: RunMeasurement) -> dict[str, float]:
-    """What the controller's fixed costs are fitted on: a constant, the stage count, the head's size."""
-    return {"const": 1.0, "stages": float(r.n), "head_mparams": r.shape.head_mparams}
+    """What the controller's fixed costs are fitted on: a constant, the stage count, the head's size, and the
+    stages that sent rank 0 their output (one receive each per cycle)."""
+    return {"const": 1.0, "stages": float(r.n), "head_mparams": r.shape.head_mparams,
+            "reports": float(len(r.reporting) or r.n)}
 
 
 def _rank0_contention(stage: StageModel, r: RunMeasurement) -> float:
-    return stage.contention(r.ranks_on_device(0), r.method)
+    return stage.rank0_factor(DeviceShare(r.stages_on_device(0), True), r.method,
+                              stage.stream_tbps(r.shape.key, r.shape.layer_mparams))
 
 
 def _link_dists(runs: list[RunMeasurement], net: bool = False) -> tuple[dict[str, Dist], dict[str, float]]:
@@ -146,13 +177,19 @@ def _link_dists(runs: list[RunMeasurement], net: bool = False) -> tuple[dict[str
     return hops, slopes
 
 
-VERIFY_FEATURES = ("const", "head_mparams", "stages")
+# rank 0 receives one output per reporting stage per cycle (after the head, which needs only the last one)
+VERIFY_FEATURES = ("const", "head_mparams", "reports")
+# the draft: a constant, per tower layer, per layer and row, and per layer the target's layer size (an untrained or
+# replayed PDM's tower layers have the target's width; a trained PDM serves one model, where it is constant)
+DRAFT_FEATURES = ("const", "draft_layers", "draft_layer_rows", "draft_layer_mparams")
 
 
 def _verify_points(runs: list[RunMeasurement], stage: StageModel) -> tuple[list[dict[str, float]], list[float]]:
     """What rank 0's verify is fitted on (pooled and per method): per run with verify samples, its cost
     features and its median with rank 0's contention divided out."""
     vr = [r for r in runs if r.verify_ms]
+    if stage.concurrent:  # verify runs once the stages are done: nothing computes beside it
+        return [_cost_features(r) for r in vr], [_med(r.verify_ms) for r in vr]
     return [_cost_features(r) for r in vr], [_med(r.verify_ms) / _rank0_contention(stage, r) for r in vr]
 
 
@@ -171,13 +208,22 @@ def fit_by_method(pipe: list[RunMeasurement], stage: StageModel) -> dict[str, Me
         # cycle start on 2x H200, whatever the broadcast). Fitted for SPD too, it made the 4-GPU forecast worse
         # (session 5: full-trace max 5.6% -> 8.7%): there the draft runs meanwhile.
         late = [x for r in rs for x in r.stage1_late_start_ms] if method == "ar_pipeline" else []
+        starts = [x for r in rs for x in r.stage_start_ms]
+        reports = {lt: Dist.of([x for r in rs for t, x in r.report_ms if t == lt]) for lt in LINK_TYPES
+                   if any(t == lt for r in rs for t, _ in r.report_ms)}
+        hr = [r for r in rs if r.head_ms]
+        head = fit_linear([_cost_features(r) for r in hr], [_med(r.head_ms) / _rank0_contention(stage, r) for r in hr],
+                          ("const", "head_mparams")) if hr else None
         sd = [x for r in rs for x in r.send_ms]
         co = [x for r in rs for x in r.collect_ms]
         ver_f, ver_y = _verify_points(rs, stage)
         verify = fit_linear(ver_f, ver_y, VERIFY_FEATURES) if ver_y else None
         out[method] = MethodTerms(control_hop=Dist.of(ch) if ch else None, send_ms=Dist.of(sd) if sd else None,
                                   hops=hops, collect=Dist.of(co) if co else None, runs=len(rs), verify=verify,
-                                  stage1_start_floor=Dist.of(late) if len(late) >= MIN_CYCLES_PER_EVENT else None)
+                                  stage1_start_floor=Dist.of(late) if len(late) >= MIN_CYCLES_PER_EVENT else None,
+                                  stage_start=Dist.of(starts) if len(starts) >= MIN_CYCLES_PER_EVENT else None,
+                                  report=reports,
+                                  head=head)
     return out
 
 
@@ -249,7 +295,7 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
         if r.control_ms:
             ctrl_f.append(f)
             ctrl_y.append(_med(r.control_ms) / c0)
-        fill_y.extend(np.asarray(r.verify_fill_ms) / c0)
+        fill_y.extend(np.asarray(r.verify_fill_ms) / (1.0 if stage.concurrent else c0))
         if r.verify_ms:
             m = _med(r.verify_ms)
             if m > 0:
@@ -262,7 +308,8 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
             for rows, ms in by_rows.items():
                 med = _med(ms)
                 draft_f[src].append({"const": 1.0, "draft_layers": float(r.draft_layers),
-                                     "draft_layer_rows": float(r.draft_layers * rows)})
+                                     "draft_layer_rows": float(r.draft_layers * rows),
+                                     "draft_layer_mparams": float(r.draft_layers * r.shape.layer_mparams)})
                 draft_y[src].append(med / c0)
                 if med > 0:
                     draft_ratios.extend(np.asarray(ms) / med)
@@ -287,7 +334,7 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
         fit_linear(ver_f, ver_y, ("const", "head_mparams"))
     return Profile(
         environment=env, stage=stage, ar_extra=ar_extra, ar_spread=Dist.of(ar_ratios) if ar_ratios else Dist(1.0),
-        draft={src: fit_linear(draft_f[src], draft_y[src], ("const", "draft_layers", "draft_layer_rows")) for src in draft_f},
+        draft={src: fit_linear(draft_f[src], draft_y[src], DRAFT_FEATURES) for src in draft_f},
         draft_spread=Dist.of(draft_ratios) if draft_ratios else Dist(1.0), hops=hops, hop_ms_per_kb=slopes,
         control=fit_linear(ctrl_f, ctrl_y, ("const", "stages")),
         control_hop=Dist.of([x for r in pipe for x in r.control_hop_ms]),

@@ -105,9 +105,35 @@ class LinearFit:
 
 
 @dataclass(frozen=True)
+class DeviceShare:
+    """Who computes on one device, seen from a rank there: the pipeline stages on it (that rank included when it
+    is a stage) and whether rank 0 (controller, draft, head) is on it."""
+
+    stages: int = 1
+    rank0: bool = False
+
+    @property
+    def ranks(self) -> int:
+        return self.stages + int(self.rank0)
+
+
+@dataclass(frozen=True)
 class StageModel:
-    """Stage forward of ``k`` layers of a model with ``layer_mparams`` parameters per layer, on a device
-    shared by ``r`` ranks:  t = (k * (a0_ms + a1_ms_per_mparam * layer_mparams) + b_ms) * (1 + kappa * (r - 1)).
+    """Stage forward of ``k`` layers of a model with ``layer_mparams`` parameters per layer, T = k * a + b with
+    a = a0_ms + a1_ms_per_mparam * layer_mparams, slowed by what else computes on its device (method m):
+
+        t = T * (1 + kappa_m * (stages on the device - 1)) + rho_m * min(W, T)   if rank 0 is on the device,
+        kappa_m = kappa_by_method[m] + kappa_bw_by_method[m] * B,
+
+B = the rate (TB/s) at which one stage alone streams its weights, 2 bytes x layer params / layer time: stages that
+draw more of the memory bandwidth slow each other more (on 4x H200 two llama-3.1-8b stages on a GPU by 45%,
+two qwen3-0.6b stages by 25%). 
+    W = the time rank 0 computes beside it: the draft where it runs concurrently with the stages (SPD), else the
+    whole forward (AR pipeline: rank 0 waits in a posted receive, which time-slices a GPU shared across
+    processes, but costs nothing from a thread of the same process). In SPD the stages of one device run
+    concurrently and the draft overlaps them; in the AR pipeline the token walks, so its stages never overlap.
+    ``rank0_overlap_by_method`` None (profiles before session 8): ``t = T * (1 + kappa * (r - 1))`` with r the
+    ranks on the device, rank 0 included, whatever they do.
 
     ``per_shape_layer_ms`` holds the per-layer time fitted for each width seen (keyed by the shape key),
     used instead of the cross-width line when the shape was measured. ``spread`` is the per-forward
@@ -123,6 +149,14 @@ class StageModel:
     rmse_ms: float = 0.0
     points: int = 0
     kappa_by_method: dict[str, float] = field(default_factory=dict)  # method -> kappa (else ``kappa``)
+    rank0_overlap_by_method: dict[str, float] | None = None  # method -> rho (else ``rank0_overlap``); None: legacy
+    rank0_overlap: float = 0.0
+    kappa_bw_by_method: dict[str, float] = field(default_factory=dict)  # method -> kappa per TB/s streamed
+
+    @property
+    def concurrent(self) -> bool:
+        """Whether contention follows the work that runs concurrently (else the rank count, older profiles)."""
+        return self.rank0_overlap_by_method is not None
 
     def measured_key(self, shape_key: str | None) -> str | None:
         """The measured shape whose per-layer time ``shape_key`` takes (``same_dims_key``)."""
@@ -135,13 +169,42 @@ class StageModel:
             return self.per_shape_layer_ms[key]
         return self.a0_ms + self.a1_ms_per_mparam * layer_mparams
 
-    def contention(self, ranks_on_device: int, method: str | None = None) -> float:
-        kap = self.kappa_by_method.get(method, self.kappa) if method is not None else self.kappa
-        return 1.0 + kap * max(ranks_on_device - 1, 0)
+    def stream_tbps(self, shape_key: str | None, layer_mparams: float) -> float:
+        """B: how fast (TB/s) one stage alone streams its bf16 weights."""
+        a = self.layer_ms(shape_key, layer_mparams)
+        return 2.0 * layer_mparams / a / 1000.0 if a > 0 else 0.0
 
-    def forward_ms(self, layers: int, shape_key: str | None, layer_mparams: float, ranks_on_device: int = 1,
-                   method: str | None = None) -> float:
-        return (layers * self.layer_ms(shape_key, layer_mparams) + self.b_ms) * self.contention(ranks_on_device, method)
+    def _kappa(self, method: str | None, tbps: float = 0.0) -> float:
+        base = self.kappa_by_method.get(method, self.kappa) if method is not None else self.kappa
+        return base + (self.kappa_bw_by_method.get(method, 0.0) * tbps if self.concurrent else 0.0)
+
+    def _rho(self, method: str | None) -> float:
+        by = self.rank0_overlap_by_method or {}
+        return by.get(method, self.rank0_overlap) if method is not None else self.rank0_overlap
+
+    def contention(self, ranks_on_device: int, method: str | None = None) -> float:
+        """The legacy factor: every other rank on the device slows a computation by ``kappa``."""
+        return 1.0 + self._kappa(method) * max(ranks_on_device - 1, 0)
+
+    def rank0_factor(self, share: DeviceShare, method: str | None = None, tbps: float = 0.0) -> float:
+        """How much slower rank 0's own work (draft, control, verify) runs on its device than beside one stage
+        (the placement of every measured run): each further stage there (streaming ``tbps``) slows it by ``kappa``
+        (legacy: each other rank)."""
+        if not self.concurrent:
+            return self.contention(share.ranks, method)
+        return 1.0 + self._kappa(method, tbps) * max(share.stages - 1, 0)
+
+    def forward_ms(self, layers: int, shape_key: str | None, layer_mparams: float,
+                   share: DeviceShare = DeviceShare(), method: str | None = None,
+                   rank0_busy_ms: float | None = None) -> float:
+        """One forward (see the class doc). ``rank0_busy_ms``: W, the time rank 0 computes beside the stage
+        (None: the whole forward)."""
+        t = layers * self.layer_ms(shape_key, layer_mparams) + self.b_ms
+        if not self.concurrent:
+            return t * self.contention(share.ranks, method)
+        extra = self._rho(method) * min(t if rank0_busy_ms is None else rank0_busy_ms, t) if share.rank0 else 0.0
+        kap = self._kappa(method, self.stream_tbps(shape_key, layer_mparams))
+        return t * (1.0 + kap * max(share.stages - 1, 0)) + extra
 
 
 @dataclass(frozen=True)
@@ -162,6 +225,19 @@ class MethodTerms:
     # max(broadcast, this floor), so a short broadcast (n=2) leaves a long control hop and a long one (n=4)
     # none. None (older profiles, SPD): the control hop is ``control_hop``
     stage1_start_floor: Dist | None = None
+    # SPD: end of the broadcast -> forward start of stages 2..n (control delivery to their thread or process and
+    # the receive of the input sent in the previous cycle: 0.2-0.5 ms on 4x H200, against 0-0.25 ms for stage 1,
+    # which shares rank 0's process). None (older profiles, the AR pipeline): every stage starts ``control_hop``
+    # after the broadcast
+    stage_start: Dist | None = None
+    # {link type: Dist}: a stage's forward end -> rank 0 has its output (rank 0 waiting): what the model charges a
+    # stage that reports to rank 0 (SPD: every anchor stage and the last; AR pipeline: the last). Missing (older
+    # profiles): the sender-side send and the hop
+    report: dict[str, Dist] = field(default_factory=dict)
+    # rank 0's LM head on the last stage's output (features const, head_mparams: a GEMV over the vocabulary): the
+    # part of verify that does not wait for the other stages' outputs. None (older profiles, runtimes that do not
+    # record it): all of verify waits for every output
+    head: LinearFit | None = None
 
 
 @dataclass(frozen=True)
@@ -170,7 +246,7 @@ class Profile:
     stage: StageModel
     ar_extra: LinearFit  # single-device AR step minus L x layer: embedding + head + sampling (features: const, head_mparams)
     ar_spread: Dist  # ratio measured / modelled AR step
-    draft: dict[str, LinearFit]  # per draft source ("replay", "pdm"): features const, draft_layers, draft_layer_rows
+    draft: dict[str, LinearFit]  # per draft source ("replay", "pdm"): features const, draft_layers, draft_layer_rows, draft_layer_mparams
     draft_spread: Dist
     hops: dict[str, Dist]  # link type -> one-way latency of a one-token hidden state
     hop_ms_per_kb: dict[str, float]  # link type -> size slope (0 when sizes did not vary)
@@ -265,7 +341,10 @@ def _by_method(obj: Any, src: str) -> dict[str, MethodTerms]:
             runs=int(t.get("runs", 0)),
             verify=_lin(t["verify"], src, f"by_method.{m}.verify") if t.get("verify") else None,
             stage1_start_floor=_dist(t["stage1_start_floor"], src, f"by_method.{m}.stage1_start_floor")
-            if t.get("stage1_start_floor") else None)
+            if t.get("stage1_start_floor") else None,
+            stage_start=_dist(t["stage_start"], src, f"by_method.{m}.stage_start") if t.get("stage_start") else None,
+            report={k: _dist(v, src, f"by_method.{m}.report.{k}") for k, v in (t.get("report") or {}).items()},
+            head=_lin(t["head"], src, f"by_method.{m}.head") if t.get("head") else None)
     return out
 
 
@@ -293,6 +372,10 @@ def parse_profile(obj: Any, src: str = "profile") -> Profile:
             b_ms=_num(st, "b_ms", src, "stage"), kappa=_num(st, "kappa", src, "stage", 0.0),
             per_shape_layer_ms={str(k): float(v) for k, v in (st.get("per_shape_layer_ms") or {}).items()},
             kappa_by_method={str(k): float(v) for k, v in (st.get("kappa_by_method") or {}).items()},
+            rank0_overlap_by_method=None if st.get("rank0_overlap_by_method") is None else
+            {str(k): float(v) for k, v in st["rank0_overlap_by_method"].items()},
+            rank0_overlap=_num(st, "rank0_overlap", src, "stage", 0.0),
+            kappa_bw_by_method={str(k): float(v) for k, v in (st.get("kappa_bw_by_method") or {}).items()},
             spread=_dist(st.get("spread", {"mean_ms": 1.0}), src, "stage.spread"),
             rmse_ms=_num(st, "rmse_ms", src, "stage", 0.0), points=int(st.get("points", 0)))
         draft = obj["draft"]

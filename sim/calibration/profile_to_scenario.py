@@ -1,18 +1,22 @@
 """A profile + a model shape + methods -> scenarios the closed form and the simulator run unchanged.
 
-One scenario per method: the draft time is ``c + L_s·(u + w·rows)`` (a constant that
+One scenario per method: the draft time is ``c + L_s·(u + w·rows + v·P)`` (a constant that
 ``timing_ms.draft_layer`` alone cannot express for several L_s at once) and the fixed costs depend on n,
 so each method gets the timing section of its own configuration. Mapping (docs/calibration.md):
 
-* ``stage_forward_ms[s]`` = fitted forward of stage s's layers x the contention factor of its device,
-  plus the sender-side cost of its send to the next stage (non-last stages; it precedes the report);
-* ``timing_ms.verify`` = verify fit; ``timing_ms.cycle_overhead`` = control + control hop + bookkeeping
-  (the closed form has no separate control hop); the simulator gets them apart through
-  :class:`sim.des.CycleCosts` (control, control_hop, verify, bookkeeping, flush);
+* ``stage_forward_ms[s]`` = fitted forward of stage s's layers, slowed by what computes beside it on its device
+  (``StageModel``), plus the sender-side cost of its send to the next stage where that precedes what it sends
+  rank 0 (AR pipeline; stages without a measured report);
+* :class:`sim.des.CycleCosts` for the simulator: control, control_hop, verify, verify_fill, bookkeeping, flush;
+  ``stage_start`` (SPD stages 2..n wait after their GO), ``report_hop`` (a stage's forward end -> rank 0 has its
+  output), ``report_stages`` (SPD: the anchor stages and the last), ``head`` (verify's part that needs only the
+  last stage's output) and ``credit`` (the trace overhead the serial costs could not absorb);
+* ``timing_ms.verify`` = verify (+ the last stage's report beyond the hop), ``timing_ms.cycle_overhead`` =
+  control + control hop + bookkeeping (+ the later start of stages 2..n): the closed form has one path;
 * links: ``topology.hop_intra_node`` / ``hop_inter_node`` from the link types. When ranks share a
   device, devices are renumbered so that "same node" means "same device" (``devices_per_node`` = ranks):
   ``hop_intra_node`` is then the same-device hop and ``hop_inter_node`` the cross-device one;
-* ``timing_ms.ar_token`` = L x layer + the AR extra (embedding, head, sampling).
+* ``timing_ms.ar_token`` = the measured AR step of the shape, else L x layer + the AR extra.
 Spread: ``"lognormal"`` (fitted CV), ``"empirical"`` (measured ratio quantiles x mean) or ``"constant"``.
 """
 from __future__ import annotations
@@ -25,7 +29,7 @@ from ..errors import InputError
 from ..scenario import Acceptance, Latency, MethodSpec, Scenario, balanced_split, parse_scenario
 from .extract import ModelShape
 from .fit import shape_lookup
-from .profile import Dist, Profile, resolve_draft_source, same_dims_key
+from .profile import DeviceShare, Dist, Profile, resolve_draft_source, same_dims_key
 
 SPREADS = ("lognormal", "empirical", "constant")
 PIPELINE_METHODS = ("ar_pipeline", "spd", "ppsd", "spd_speculative")
@@ -116,8 +120,9 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
     split = tuple(split) if split else balanced_split(shape.layers, n)
     devs, per_node, shared = _devices(n, method, placement)
     labels = placement or tuple(range(len(devs)))
-    ranks_on = [list(labels).count(lab) for lab in labels]  # ranks on each rank's physical device
-    c0 = st.contention(ranks_on[0], fm)
+    # who computes on each rank's physical device: the stages there, and whether rank 0 is
+    share = [DeviceShare(sum(1 for lab2 in labels[1:] if lab2 == lab), lab == labels[0]) for lab in labels]
+    c0 = st.rank0_factor(share[0], fm, st.stream_tbps(shape.key, shape.layer_mparams))
     layer_ms = st.layer_ms(shape.key, shape.layer_mparams)
     twin = st.measured_key(shape.key)
     if twin != shape.key:
@@ -134,24 +139,25 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
     m: dict = {"method": method, "name": name or method}
     cost = {k: 0.0 for k in ("control", "control_hop", "verify", "bookkeeping", "flush")}
     overhead: dict[str, float] = {}
-    topo = None
+    topo, reporting, stage_start, report_hop = None, None, None, None
     if pipeline:
-        feats = {"const": 1.0, "stages": float(n), "head_mparams": shape.head_mparams}
+        reporting = anchor_stages(shape.layers, split) if fm == "spd" else (n,) if fm == "ar_pipeline" else None
+        feats = {"const": 1.0, "stages": float(n), "head_mparams": shape.head_mparams,
+                 "reports": float(len(reporting) if reporting else n)}
         cost["control"] = profile.control(**feats) * c0
         mt = profile.by_method.get(fm)
-        cost["verify"] = (mt.verify if mt is not None and mt.verify is not None else profile.verify)(**feats) * c0
-        if mt is not None and mt.collect is not None:
-            # serial receive of the collected outputs after the draft (folded into verify: the simulator's
-            # cycle is control + max(draft, stage path) + verify; when the stages are the critical path
-            # this double counts the last hop's receive, ~0.2 ms on the H100 traces)
-            cost["verify"] += mt.collect.mean_ms
+        # (verify runs once the stages are done; older profiles divided rank 0's contention out of it too)
+        cv = 1.0 if st.concurrent else c0
+        cost["verify"] = (mt.verify if mt is not None and mt.verify is not None else profile.verify)(**feats) * cv
         ctrl_hop, send_d, hops = profile.terms(fm)
         cost["control_hop"] = ctrl_hop.mean_ms
         if mt is not None and mt.stage1_start_floor is not None:  # stage 1 starts at max(broadcast, floor)
             cost["control_hop"] = max(mt.stage1_start_floor.mean_ms - cost["control"], 0.0)
+        chop0 = cost["control_hop"]  # before the trace overhead comes off: stage 1's wake-up as traced
         cost["bookkeeping"] = profile.bookkeeping.mean_ms
         cost["flush"] = profile.flush.mean_ms if fm != "ar_pipeline" else 0.0
         overhead = profile.trace_overhead_ms.get(fm, {}) if untraced else {}
+        before = dict(cost)
         if overhead:
             steady = overhead.get("ar" if fm == "ar_pipeline" else "accept", 0.0)
             _take_off(cost, ("verify", "control", "control_hop"), steady)
@@ -159,11 +165,16 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
             notes.append(f"uninstrumented run: the trace overhead measured on full/cycle-level twins taken off rank "
                          f"0's serial costs ({', '.join(f'{e} {x:.3f}' for e, x in sorted(overhead.items()))} ms per cycle)")
         send = send_d.mean_ms
-        fwd = [st.forward_ms(k, shape.key, shape.layer_mparams, ranks_on[s + 1], fm) + (send if s < n - 1 else 0.0)
-               for s, k in enumerate(split)]
-        m.update({"stages": n, "split": list(split),
-                  "stage_forward_ms": [_lat(f, _ratio(st.spread) if st.spread.mean_ms else Dist(1.0), spread) for f in fwd],
-                  "placement": {"controller": devs[0], "stages": devs[1:]}})
+        d_ms, ls, collect = None, int(draft_layers or 1), 0.0
+        if fm in ("spd", "ppsd"):
+            d_ms, note = _draft_ms(profile, shape, draft_source, ls, n + 1, c0)  # rows: the completed token + n in flight
+            if note:
+                notes.append(note)
+            if fm == "spd" and mt is not None and mt.collect is not None:
+                # rank 0 receives the already-sent outputs only after its draft: a cost of the draft's path, which
+                # sets the cycle only when the draft outlasts the stages (charged to verify, it was paid in the
+                # stage-bound cycles too, where that receive is part of the last hop)
+                collect = mt.collect.mean_ms
         if shared:
             intra, inter = hops.get("same_device"), hops.get("intra_node")
         else:
@@ -173,28 +184,43 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
             used = [k for k, v in hops.items() if v is fallback][0]
             notes.append(f"a link type was not measured; its hop uses the {used} latency ({fallback.mean_ms:.4f} ms)")
         intra, inter = intra or fallback, inter or intra or fallback
+        # stages 2..n start later after the broadcast than stage 1 (control delivery to their thread or process,
+        # the receive of their input): the simulator starts every stage control_hop after the broadcast, so the
+        # difference is charged to their forward (it delays everything they send by as much)
+        late = max(mt.stage_start.mean_ms - chop0, 0.0) if mt is not None and mt.stage_start is not None else 0.0
+        report = [_report_ms(mt, labels, s + 1, reporting) for s in range(n)]
+        # beside a stage on its device, rank 0 drafts (SPD: concurrently) or waits for the whole forward
+        busy = d_ms if fm == "spd" else None
+        fwd = []
+        for s, k in enumerate(split):
+            f = st.forward_ms(k, shape.key, shape.layer_mparams, share[s + 1], fm, busy)
+            if s < n - 1 and (report[s] is None or fm == "ar_pipeline"):
+                f += send  # the sender-side send to the next stage precedes everything it sends on
+            fwd.append(f)
+        # the simulator starts every stage control_hop after the broadcast; stages 2..n wait ``late`` more, and a
+        # stage's output reaches rank 0 its measured report after its forward (the sends, transfer and receive)
+        stage_start = tuple(TimeSpec.const(late if s > 0 else 0.0) for s in range(n)) if late > 0 else None
+        report_hop = tuple(None if r is None else TimeSpec.const(r) for r in report) if any(
+            r is not None for r in report) else None
+        m.update({"stages": n, "split": list(split),
+                  "stage_forward_ms": [_lat(f, _ratio(st.spread) if st.spread.mean_ms else Dist(1.0), spread) for f in fwd],
+                  "placement": {"controller": devs[0], "stages": devs[1:]}})
         timing["hop"] = intra.mean_ms
         topo = {"devices_per_node": per_node, "hop_intra_node": intra.mean_ms, "hop_inter_node": inter.mean_ms}
-        timing["verify"] = cost["verify"]
-        timing["cycle_overhead"] = cost["control"] + cost["control_hop"] + cost["bookkeeping"]
-        if fm in ("spd", "ppsd"):
-            ls = int(draft_layers or 1)
+        # the closed form has one path, the last stage's: its later start and its measured report go to the fixed
+        # costs there (the simulator takes them per stage, from ``costs``)
+        timing["verify"] = max(cost["verify"] + (report[-1] - intra.mean_ms if report[-1] is not None else 0.0), 0.0)
+        timing["cycle_overhead"] = cost["control"] + cost["control_hop"] + cost["bookkeeping"] + (late if n > 1 else 0.0)
+        if d_ms is not None:
             m["draft_layers"] = ls
-            src, note = resolve_draft_source(profile.draft, draft_source, shape.name)
-            if note:
-                notes.append(note)
-            if src is None or src not in profile.draft:
-                raise InputError(f"profile: no draft-module timing for source {src!r} (measured: "
-                                 f"{', '.join(profile.draft) or 'none'}); calibrate from spd runs with that draft")
-            rows = n + 1  # steady state: the completed token + n in flight (SPEC.md 1.2)
-            d_ms = profile.draft[src](const=1.0, draft_layers=float(ls), draft_layer_rows=float(ls * rows)) * c0
-            timing["draft_layer"] = _lat(d_ms / ls, profile.draft_spread, spread)
+            timing["draft_layer"] = _lat((d_ms + collect) / ls, profile.draft_spread, spread)
     else:
         timing.update({"verify": 0.0, "cycle_overhead": 0.0})
         if method == "eagle3" and profile.draft:  # one chain step: the draft fit at L_s layers over one row
             ls = int(draft_layers or 1)
             src, _ = resolve_draft_source(profile.draft, draft_source, shape.name)
-            d_ms = profile.draft[src](const=1.0, draft_layers=float(ls), draft_layer_rows=float(ls))
+            d_ms = profile.draft[src](const=1.0, draft_layers=float(ls), draft_layer_rows=float(ls),
+                                      draft_layer_mparams=float(ls) * shape.layer_mparams)
             timing["draft_layer"] = d_ms / ls
             notes.append(f"eagle3: a draft step costs the profile's {src} draft at one row; round verify/overheads not profiled (0)")
     if extra:
@@ -208,19 +234,77 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
     if acceptance is not None:
         scen = replace(scen, acceptance=acceptance)
     if pipeline and fm in ("spd", "ppsd") and profile.verify_fill is not None:
-        cost["verify_fill"] = profile.verify_fill.mean_ms * c0  # a cycle in which no token finishes (no head)
+        cost["verify_fill"] = profile.verify_fill.mean_ms * (1.0 if st.concurrent else c0)  # no token finishes: no head
+        before["verify_fill"] = cost["verify_fill"]
         if overhead.get("fill"):
             _take_off(cost, ("verify_fill",), overhead["fill"])
+    credit = _credit(overhead, before, cost, fm) if pipeline else {}
     c = {k: Latency.constant(v) for k, v in cost.items()}
     if spread != "constant" and profile.cost_spread.cv > 0:
         for k in ("control", "verify", "verify_fill"):
             if cost.get(k, 0.0) > 0:
                 c[k] = Latency("lognormal", cost[k], profile.cost_spread.cv)
+    mt = profile.by_method.get(fm)
+    head = mt.head(const=1.0, head_mparams=shape.head_mparams) * c0 if pipeline and mt is not None and mt.head else 0.0
     costs = CycleCosts(control=TimeSpec.of(c["control"]), verify=TimeSpec.of(c["verify"]),
                        bookkeeping=TimeSpec.of(c["bookkeeping"]), flush=TimeSpec.of(c["flush"]),
                        control_hop=TimeSpec.of(c["control_hop"]),
-                       verify_fill=TimeSpec.of(c["verify_fill"]) if "verify_fill" in c else None)
+                       verify_fill=TimeSpec.of(c["verify_fill"]) if "verify_fill" in c else None,
+                       head=TimeSpec.const(min(head, cost["verify"])),
+                       report_stages=reporting if pipeline and fm == "spd" else None,
+                       credit=credit, stage_start=stage_start, report_hop=report_hop)
     return Calibrated(scen, costs, tuple(notes))
+
+
+def _report_ms(mt, labels, rank: int, reporting: tuple[int, ...] | None) -> float | None:
+    """How long after its forward a stage's output is at rank 0 (the profile's report on its link type), for a
+    stage that sends rank 0 its output; None when it sends none or the profile has no report on that link."""
+    if mt is None or not mt.report or (reporting is not None and rank not in reporting):
+        return None
+    a, b = str(labels[rank]), str(labels[0])
+    host = lambda lab: lab.split("/")[0] if "/" in lab else ""  # noqa: E731  (no placement: one host)
+    lt = "same_device" if a == b else "intra_node" if host(a) == host(b) else "inter_node"
+    d = mt.report.get(lt)
+    return d.mean_ms if d is not None else None
+
+
+def anchor_stages(layers: int, split: tuple[int, ...]) -> tuple[int, ...]:
+    """The stages (1-based) that send rank 0 their output every cycle in SPD: those producing an anchor layer of
+    the draft module (SPEC.md 1.2's default {0, L/n, 3L/n, 6L/n, L-1}, k L/n read as the layers after k stages of
+    the split, as ``reference.draft.default_anchors``), and the last (the finished token's final hidden)."""
+    passed = [sum(split[:k]) for k in range(len(split) + 1)]
+    n = len(split)
+    anchors = {0, passed[min(1, n)], passed[min(3, n)], passed[min(6, n)], max(0, layers - 1)}
+    return tuple(s + 1 for s in range(n) if s == n - 1 or any(passed[s] < a <= passed[s + 1] for a in anchors))
+
+
+def _draft_ms(profile: Profile, shape: ModelShape, draft_source: str | None, layers: int, rows: int,
+              c0: float) -> tuple[float, str | None]:
+    """One draft forward (ms) of ``layers`` over ``rows`` rows on rank 0's device (slowed by ``c0``), and a note
+    when another source's timing stands in."""
+    src, note = resolve_draft_source(profile.draft, draft_source, shape.name)
+    if src is None or src not in profile.draft:
+        raise InputError(f"profile: no draft-module timing for source {src!r} (measured: "
+                         f"{', '.join(profile.draft) or 'none'}); calibrate from spd runs with that draft")
+    return profile.draft[src](const=1.0, draft_layers=float(layers), draft_layer_rows=float(layers * rows),
+                              draft_layer_mparams=float(layers) * shape.layer_mparams) * c0, note
+
+
+def _credit(overhead: dict[str, float], before: dict[str, float], after: dict[str, float], fm: str) -> dict[str, float]:
+    """What the serial costs could not absorb of each cycle event's trace overhead (ms; a cost cannot go below
+    zero: a filling cycle loses ~0.5 ms untraced on 4x H200, its verify_fill is ~0.2 ms). The simulator takes it
+    off that event's cycles as a whole, so each event's cycle is shorter by exactly the measured overhead."""
+    cut = {k: before.get(k, 0.0) - after.get(k, 0.0) for k in before}
+    shared = cut["control"] + cut["control_hop"]  # paid by every cycle
+    out = {}
+    for event, ms in overhead.items():
+        own = {"fill": cut.get("verify_fill", 0.0), "reject": cut["verify"] + cut["flush"]}.get(event, cut["verify"])
+        if fm == "ar_pipeline" and event != "ar" or fm != "ar_pipeline" and event == "ar":
+            continue
+        left = ms - shared - own
+        if left > 1e-9:  # a negative overhead (twins from different calls: the machine's own spread) adds nothing
+            out[event] = left
+    return out
 
 
 def _take_off(cost: dict[str, float], keys: tuple[str, ...], ms: float) -> None:

@@ -56,12 +56,21 @@ def run(args) -> int:
     print(f"  stage: a(d) = {st.a0_ms:.4f} + {st.a1_ms_per_mparam:.5f} ms/Mparam; b = {st.b_ms:.4f} ms; "
           f"contention kappa = {st.kappa:.3f}; forward CV {st.spread.cv:.3f}")
     if st.kappa_by_method:
-        print("  contention kappa by method: " + ", ".join(f"{k} {v:.3f}" for k, v in st.kappa_by_method.items()))
+        print("  contention kappa by method (per further stage on the device): " + ", ".join(
+            f"{k} {v:.3f}" + (f" + {st.kappa_bw_by_method[k]:.3f}/(TB/s)" if k in st.kappa_bw_by_method else "")
+            for k, v in st.kappa_by_method.items()))
+    if st.rank0_overlap_by_method:
+        print("  beside rank 0 (rho x its concurrent work) by method: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in st.rank0_overlap_by_method.items()))
     for meth, t in prof.by_method.items():
         parts = [f"control hop {t.control_hop.mean_ms:.4f}" if t.control_hop else "",
                  f"send {t.send_ms.mean_ms:.4f}" if t.send_ms else "",
                  f"collect {t.collect.mean_ms:.4f}" if t.collect else "",
-                 f"stage-1 start floor {t.stage1_start_floor.mean_ms:.4f}" if t.stage1_start_floor else ""]
+                 f"stage-1 start floor {t.stage1_start_floor.mean_ms:.4f}" if t.stage1_start_floor else "",
+                 f"stages 2..n start {t.stage_start.mean_ms:.4f} after the broadcast" if t.stage_start else "",
+                 f"head {t.head(const=1.0, head_mparams=0.0):.4f} + {t.head.coef.get('head_mparams', 0.0):.5f}/Mparam"
+                 if t.head else ""]
+        parts += [f"report {k} {d.mean_ms:.4f}" for k, d in t.report.items()]
         parts += [f"hop {k} {d.mean_ms:.4f}" for k, d in t.hops.items()]
         print(f"  {meth} ({t.runs} run(s)): " + ", ".join(x for x in parts if x) + " ms")
     print("  hops: " + ", ".join(f"{k} {d.mean_ms:.4f} ms (cv {d.cv:.2f})" for k, d in prof.hops.items()))

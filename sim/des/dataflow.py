@@ -49,8 +49,11 @@ class _Shared:
         shared = {d for d in ranks if ranks.count(d) > 1}
         self.resources = {d: simpy.Resource(self.env, capacity=1) for d in sorted(shared)}
         self.busy_ms: dict[str, float] = {}
-        self.pending = 0  # stage messages the controller still waits for this cycle
+        self.pending = 0  # stage messages the controller still waits for this cycle (besides the last stage's)
         self.all_in: simpy.Event | None = None
+        # SPD/PPSD, a cycle that verifies a token: the last stage's output, on which rank 0 launches the head
+        self.final_in: simpy.Event | None = None
+        self.reports = plan.reports  # which stages send their output to rank 0
         self.next_go = self.env.event()  # GO of the coming cycle, shared by the stages holding a token
         self.ell = 1  # tokens in flight this cycle: stages 1..ell run
 
@@ -61,6 +64,9 @@ class _Shared:
         self.pending -= 1
         if self.pending == 0:
             self.all_in.succeed()
+
+    def on_final(self, _ev) -> None:
+        self.final_in.succeed()
 
 
 class StageWorker:
@@ -90,6 +96,8 @@ class StageWorker:
         self.fwd = sh.streams.get(f"stage{s}.forward", plan.stage[s - 1])
         self.report = sh.streams.get(f"stage{s}.report", plan.report_hop[s - 1])
         self.send = None if s == plan.n else sh.streams.get(f"stage{s}.send", plan.next_hop[s - 1])
+        wait = plan.start[s - 1] if plan.start else None
+        self.start = sh.streams.get(f"stage{s}.start", wait) if wait is not None and wait.terms else None
         self.res = sh.resource(plan.stage_devices[s - 1])
         self.send_tid = SEND_TID_BASE + s
         if sh.trace:
@@ -114,13 +122,24 @@ class StageWorker:
         one_msg = send is not None and report.constant and send.constant and report.value == send.value
         f_const = fwd.value if fwd.constant else None
         h_const = report.value if report.constant else None
-        on_report, timeout, inbox = sh.on_report, env.timeout, self.inbox
+        # the last stage runs only in cycles that verify a token: its output is the final one; a stage holding no
+        # anchor layer sends rank 0 nothing
+        on_report = sh.on_final if s == sh.plan.n else sh.on_report if sh.reports[s - 1] else None
+        timeout, inbox = env.timeout, self.inbox
         ev = sh.next_go if s == 1 else self.wake
+        free_at = 0.0  # when its last forward ends (a stage that reports is always done by the next GO; one that
+        # sends rank 0 nothing may not be)
         while True:
             cycle = yield ev
             if s > sh.ell:  # flushed: no token for this stage until the refill reaches it
                 self.wake = env.event()
                 cycle = yield self.wake
+            if free_at > env.now:
+                yield timeout(free_at - env.now)
+            if self.start is not None:  # control delivery to its thread or process, its input's receive
+                w = self.start.next()
+                if w > 0:
+                    yield env.timeout(w)
             inp = inbox[(cycle - 1) & 1]
             if inp is not None and inp.callbacks is not None:
                 yield inp  # the input hidden state is still on the wire
@@ -135,15 +154,18 @@ class StageWorker:
                 f_end = f
                 if trace:
                     trace.span(s, "forward", t, f, cycle=cycle)
+            free_at = t + f
             h = h_const if h_const is not None else report.next()
             msg = timeout(f_end + h)
-            msg.callbacks.append(on_report)
+            if on_report is not None:
+                msg.callbacks.append(on_report)
             if one_msg:
                 self.next.inbox[cycle & 1] = msg
                 if trace:
-                    trace.span(self.send_tid, f"send -> stage {s + 1} + rank 0", t + f, h, cycle=cycle)
+                    to = " + rank 0" if on_report is not None else ""
+                    trace.span(self.send_tid, f"send -> stage {s + 1}{to}", t + f, h, cycle=cycle)
             else:
-                if trace:
+                if trace and on_report is not None:
                     trace.span(self.send_tid, "send -> rank 0", t + f, h, cycle=cycle)
                 if send is not None:
                     hn = send.next()
@@ -208,12 +230,12 @@ class Controller:
             sh.trace.thread(CYCLE_TID, "cycles")
         return (get("control", c.control), get("control_hop", c.control_hop), get("draft", plan.draft),
                 get("verify", c.verify), get("verify_fill", c.verify_fill) if c.verify_fill is not None else None,
-                get("bookkeeping", c.bookkeeping), get("flush", c.flush))
+                get("bookkeeping", c.bookkeeping), get("flush", c.flush), get("head", c.head) if c.head.terms else None)
 
     def run(self):
         sh, env, plan = self.sh, self.sh.env, self.sh.plan
         n, tokens, acc, trace = plan.n, self.tokens, self.acc, sh.trace
-        ctrl, chop, draft, verify, fill_verify, bookkeeping, flush = self._streams()
+        ctrl, chop, draft, verify, fill_verify, bookkeeping, flush, head = self._streams()
         res = sh.resource(plan.controller_device)
         spd, ppsd, lag = plan.method == "spd", plan.method == "ppsd", sh.lag
         stages, rows = self.stages, self.rows
@@ -231,9 +253,14 @@ class Controller:
             if trace:
                 trace.cycle(cycle)
                 trace.span(CONTROLLER_TID, "control (GO)", t0, x, cycle=cycle, in_flight=ell)
-            # GO to every stage that holds a token (AR pipeline: stage 1; the token walks on from there)
-            sh.pending = ell if lag else 1
+            # GO to every stage that holds a token (AR pipeline: stage 1; the token walks on from there); rank 0
+            # then waits for the reporting ones (SPD/PPSD: the last one's output apart, in a cycle that verifies)
+            verifying = lag and ell == n
+            sh.pending = sum(sh.reports[:ell]) - int(verifying) if lag else 1
             sh.all_in = env.event()
+            sh.final_in = env.event() if verifying else None
+            if sh.pending == 0:
+                sh.all_in.succeed()
             if lag:
                 waking = [sh.next_go]
                 sh.next_go = env.event()
@@ -258,13 +285,27 @@ class Controller:
                     draft_ev = env.timeout(d)
                     if trace:
                         trace.span(CONTROLLER_TID, "draft (PDM)", env.now, d, cycle=cycle)
+            v = (fill_verify if fill_verify is not None and lag and ell < n else verify).next()
+            busy_verify += v
+            if verifying:  # the head on the last stage's output (after the draft: one thread), then the others
+                if sh.final_in.callbacks is not None:
+                    yield sh.final_in
+                if draft_ev is not None and draft_ev.callbacks is not None:
+                    yield draft_ev
+                h = min(head.next(), v) if head is not None else 0.0
+                if h > 0:
+                    if res is not None:
+                        yield env.process(self._work(res, h, "head", cycle))
+                    else:
+                        if trace:
+                            trace.span(CONTROLLER_TID, "head", env.now, h, cycle=cycle)
+                        yield env.timeout(h)
+                    v -= h
             if sh.all_in.callbacks is not None:  # (a processed event needs no yield)
                 yield sh.all_in
             if draft_ev is not None and draft_ev.callbacks is not None:
                 yield draft_ev
             # -- everything this cycle needs is in: verify, (PPSD: draft), decide, flush, bookkeeping
-            v = (fill_verify if fill_verify is not None and lag and ell < n else verify).next()
-            busy_verify += v
             tail = 0.0  # serial controller work still to run (scheduled as one wait where nothing can interleave)
             if res is not None:
                 yield env.process(self._work(res, v, "verify", cycle))
@@ -309,6 +350,9 @@ class Controller:
             if trace and b > 0:
                 trace.span(CONTROLLER_TID, "bookkeeping + sync", env.now + tail, b, cycle=cycle)
             tail += b
+            if plan.costs.credit:  # an uninstrumented run's cycle, shorter by what tracing costs that kind of cycle
+                event = "ar" if not lag else {ACCEPT: "accept", REJECT: "reject"}.get(outcome, "fill")
+                tail -= plan.costs.credit.get(event, 0.0)
             t_end = env.now + tail
             if trace:
                 trace.span(CYCLE_TID, f"cycle {cycle}", t0, t_end - t0, in_flight=start_ell, outcome=outcome, phase=phase)

@@ -9,6 +9,11 @@ input has arrived by the time the next GO does:
     PPSD:         control + control_hop + max_{s active}(forward_s + report_hop_s) + verify + draft + bookkeeping
     AR pipeline:  control + control_hop + sum_s(forward_s + hop to the next rank) + verify + bookkeeping
 
+where only the stages that report to rank 0 (``CycleCosts.report_stages``; default all) count in the max, and
+in a cycle that verifies a token the ``head`` part of verify starts on the last stage's output alone (SPD:
+max(draft, its arrival) + head), before the other outputs are waited for:
+max(that, the others' arrival) + (verify - head).
+
 plus ``flush`` on a reject that is followed by a refill. Which stages are active follows from the
 outcomes alone: the pipeline holds l tokens at the start of a cycle (l = 1 after the prefill or a
 flush, growing by one per cycle up to n, where every cycle verifies one token), and stages 1..l run.
@@ -79,28 +84,6 @@ def run_pipeline(plan: PipelinePlan, tokens: int, streams: StreamSet, acc: Accep
     dur = streams.get("control", c.control).take(k)
     chop = streams.get("control_hop", c.control_hop).take(k)
     busy: dict[str, float] = {}
-    if plan.method == "ar_pipeline":
-        path = chop.copy()
-        for s in range(n):
-            f = streams.get(f"stage{s + 1}.forward", plan.stage[s]).take(k)
-            busy[f"stage {s + 1}"] = float(f.sum())
-            hop = plan.next_hop[s] if s < n - 1 else plan.report_hop[s]
-            path += f + streams.get(f"stage{s + 1}.send", hop).take(k)
-        dur += path
-    else:
-        stage_part = np.full(k, -np.inf)
-        for s in range(n):
-            active = in_flight > s
-            m = int(active.sum())
-            f = streams.get(f"stage{s + 1}.forward", plan.stage[s]).take(m)
-            busy[f"stage {s + 1}"] = float(f.sum())
-            arrive = np.full(k, -np.inf)
-            arrive[active] = f + streams.get(f"stage{s + 1}.report", plan.report_hop[s]).take(m)
-            np.maximum(stage_part, arrive, out=stage_part)
-        stage_part += chop
-        draft = streams.get("draft", plan.draft).take(k)
-        busy["draft"] = float(draft.sum())
-        dur += np.maximum(draft, stage_part) if plan.method == "spd" else stage_part + draft
     if plan.method != "ar_pipeline" and c.verify_fill is not None:  # no token finishes while the pipeline fills
         fill = in_flight < n
         verify = np.empty(k)
@@ -109,10 +92,53 @@ def run_pipeline(plan: PipelinePlan, tokens: int, streams: StreamSet, acc: Accep
     else:
         verify = streams.get("verify", c.verify).take(k)
     busy["verify"] = float(verify.sum())
-    dur += verify + streams.get("bookkeeping", c.bookkeeping).take(k)
+    if plan.method == "ar_pipeline":
+        path = chop.copy()
+        for s in range(n):
+            f = streams.get(f"stage{s + 1}.forward", plan.stage[s]).take(k)
+            busy[f"stage {s + 1}"] = float(f.sum())
+            hop = plan.next_hop[s] if s < n - 1 else plan.report_hop[s]
+            path += f + streams.get(f"stage{s + 1}.send", hop).take(k)
+        dur += path + verify
+    else:
+        final = np.full(k, -np.inf)  # the last stage's output at rank 0 (only in cycles that verify a token)
+        others = np.full(k, -np.inf)  # the other reporting stages' outputs
+        reports = plan.reports
+        for s in range(n):
+            active = in_flight > s
+            m = int(active.sum())
+            f = streams.get(f"stage{s + 1}.forward", plan.stage[s]).take(m)
+            busy[f"stage {s + 1}"] = float(f.sum())
+            arrive = np.full(k, -np.inf)
+            arrive[active] = f + streams.get(f"stage{s + 1}.report", plan.report_hop[s]).take(m)
+            if plan.start and plan.start[s].terms:  # it waits that long after its GO before it computes
+                arrive[active] += streams.get(f"stage{s + 1}.start", plan.start[s]).take(m)
+            if reports[s]:
+                into = final if s == n - 1 else others
+                np.maximum(into, arrive, out=into)
+        draft = streams.get("draft", plan.draft).take(k)
+        busy["draft"] = float(draft.sum())
+        head = np.zeros(k)
+        verifying = in_flight == n
+        if c.head.terms:  # launched on the last stage's output (SPD: once the draft is done) before the others
+            head[verifying] = streams.get("head", c.head).take(int(verifying.sum()))
+            np.minimum(head, verify, out=head)
+        first = np.maximum(draft, final + chop) if plan.method == "spd" else final + chop
+        ready = np.maximum(first + head, others + chop)
+        if plan.method == "spd":
+            np.maximum(ready, draft, out=ready)
+        ready[np.isneginf(ready)] = 0.0  # a filling cycle whose stages send nothing to rank 0 (PPSD)
+        dur += ready + verify - head + (draft if plan.method != "spd" else 0.0)
+    dur += streams.get("bookkeeping", c.bookkeeping).take(k)
     nflush = int(flush.sum())
     if nflush:
         dur[flush] += streams.get("flush", c.flush).take(nflush)
+    if c.credit:  # an uninstrumented run's cycle, shorter by what tracing costs that kind of cycle
+        if plan.method == "ar_pipeline":
+            dur -= c.credit.get("ar", 0.0)
+        else:
+            for code, event in ((1, "accept"), (0, "reject"), (NO_VERIFY, "fill")):
+                dur[outcome == code] -= c.credit.get(event, 0.0)
     end = np.cumsum(dur)
     start = end - dur
     recs = CycleRecords(start, end, in_flight, outcome, committed)

@@ -58,6 +58,9 @@ class _Pipeline(DesMethod):
         # guaranteed when the stage->stage link is constant and no slower than the stage->rank 0 link.
         # (Random times of the work itself, of the last stage's report and of the GO broadcast are fine:
         # the recurrence draws them per cycle in the dataflow model's order.)
+        quiet = [s for s, r in enumerate(plan.reports[:-1], start=1) if not r]
+        if quiet:  # its output's arrival at the next stage is no longer bounded by the next GO (which waits for reports)
+            return f"stage {quiet[0]} sends rank 0 nothing (the next stage may wait for its input)"
         for s, (nx, rp) in enumerate(zip(plan.next_hop, plan.report_hop), start=1):
             if not (nx.is_constant and rp.is_constant):
                 return f"stage {s}'s links have random latency"

@@ -10,7 +10,7 @@ Ranks: 0 is the controller (embedding, draft module, final norm + LM head, verif
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ..errors import InputError, where
 from ..scenario import Latency, MethodSpec, Scenario, stage_split
@@ -31,6 +31,18 @@ class CycleCosts:
     published fixed cost includes it in ``control``);
     ``verify_fill``: the controller's work in an SPD/PPSD cycle in which no token finishes (the pipeline
     filling after the prefill or a flush: no head, no verification); None = ``verify`` (scenario: none).
+    ``head``: the part of ``verify`` that needs only the last stage's output (the LM head, launched on it while
+    earlier stages' outputs are still on their way); the rest of ``verify`` waits for every stage that reports
+    (scenario: none, 0: all of verify waits for every report).
+    ``credit``: ms taken off every cycle of an event (``accept``, ``reject``, ``fill``; ``ar`` for the AR pipeline)
+    as a whole: what an uninstrumented run saves per cycle beyond what came off the serial costs above (a
+    calibration's trace overhead; scenario: none). The speculative-control model ignores it.
+    ``stage_start``: per stage, its wait between the GO reaching it (``control_hop``) and its forward (control
+    delivery beyond stage 1's, the receive of its input); None: none (scenario: none).
+    ``report_hop``: per stage, forward end -> rank 0 has its output (sends, transfer, receive), overriding the
+    link's latency; a None entry or None: the link's latency (scenario: none).
+    ``report_stages``: the stages (1-based) that send their output to the controller every cycle they run (SPD:
+    the stages holding the draft module's anchor layers, and the last); None: every stage (scenario: none).
     The closed form's ``cycle_overhead + verify`` is ``control + verify + bookkeeping`` here.
     """
 
@@ -40,6 +52,11 @@ class CycleCosts:
     flush: TimeSpec = TimeSpec()
     control_hop: TimeSpec = TimeSpec()
     verify_fill: TimeSpec | None = None
+    head: TimeSpec = TimeSpec()
+    report_stages: tuple[int, ...] | None = None
+    credit: dict[str, float] = field(default_factory=dict)
+    stage_start: tuple[TimeSpec, ...] | None = None
+    report_hop: tuple[TimeSpec | None, ...] | None = None
 
     @staticmethod
     def from_scenario(scenario: Scenario) -> "CycleCosts":
@@ -61,6 +78,13 @@ class PipelinePlan:
     stage_devices: tuple[int, ...]
     next_hop: tuple[TimeSpec, ...]  # stage s+1 -> stage s+2 (index s, n-1 entries)
     report_hop: tuple[TimeSpec, ...]  # stage s+1 -> controller (index s, n entries)
+    start: tuple[TimeSpec, ...] = ()  # stage s+1's wait after its GO, before its forward (empty: none)
+
+    @property
+    def reports(self) -> tuple[bool, ...]:
+        """Per stage (index s): whether stage s+1 sends its output to the controller (the last one always)."""
+        rs = self.costs.report_stages
+        return tuple(rs is None or s + 1 in rs or s == self.n - 1 for s in range(self.n))
 
     @property
     def shared_devices(self) -> bool:
@@ -140,11 +164,15 @@ def pipeline_plan(scenario: Scenario, spec: MethodSpec, costs: CycleCosts | None
         ctrl_dev, stage_devs = 0, tuple(range(1, n + 1))
     size = hidden_state_bytes(scenario)
     next_hop = tuple(link_time(scenario, stage_devs[s], stage_devs[s + 1], size) for s in range(n - 1))
-    report_hop = tuple(link_time(scenario, stage_devs[s], ctrl_dev, size) for s in range(n))
+    costs = costs or CycleCosts.from_scenario(scenario)
+    over = costs.report_hop or (None,) * n
+    report_hop = tuple(over[s] if s < len(over) and over[s] is not None else
+                       link_time(scenario, stage_devs[s], ctrl_dev, size) for s in range(n))
+    start = tuple(costs.stage_start[:n]) if costs.stage_start and any(t.terms for t in costs.stage_start) else ()
     return PipelinePlan(
         method=spec.method, n=n, split=split, stage=stage, draft=draft,
-        costs=costs or CycleCosts.from_scenario(scenario), controller_device=ctrl_dev, stage_devices=stage_devs,
-        next_hop=next_hop, report_hop=report_hop,
+        costs=costs, controller_device=ctrl_dev, stage_devices=stage_devs,
+        next_hop=next_hop, report_hop=report_hop, start=start,
     )
 
 

@@ -37,6 +37,7 @@ class _SpecShared(_Shared):
         self.ell_of: dict[int, int] = {}
         self.left: dict[int, int] = {}
         self.done: dict[int, simpy.Event] = {}
+        self.final: dict[int, simpy.Event] = {}  # the last stage's output, in a cycle that verifies a token
 
     def go_event(self, cycle: int) -> simpy.Event:
         if cycle not in self.go:
@@ -52,6 +53,9 @@ class _SpecShared(_Shared):
         self.left[cycle] -= 1
         if self.left[cycle] == 0:
             self.done[cycle].succeed()
+
+    def report_final(self, cycle: int) -> None:
+        self.final[cycle].succeed()
 
 
 class SpeculativeStage(StageWorker):
@@ -76,6 +80,10 @@ class SpeculativeStage(StageWorker):
                 continue  # no token for this stage this cycle (filling, or flushed)
             if free_at > env.now:
                 yield env.timeout(free_at - env.now)  # its forward of the previous cycle is still running
+            if self.start is not None:  # control delivery to its thread or process, its input's receive
+                w = self.start.next()
+                if w > 0:
+                    yield env.timeout(w)
             inp = self.inbox[(cycle - 1) & 1]
             if inp is not None and inp.callbacks is not None:
                 yield inp
@@ -90,7 +98,10 @@ class SpeculativeStage(StageWorker):
                     trace.span(s, "forward", t, f, cycle=cycle)
             free_at = t + f
             msg = env.timeout(f_end + report.next())
-            msg.callbacks.append(lambda _ev, c=cycle: sh.report(c))
+            if s == sh.plan.n:  # runs only in a cycle that verifies: the final output
+                msg.callbacks.append(lambda _ev, c=cycle: sh.report_final(c))
+            elif sh.reports[s - 1]:  # a stage holding no anchor layer sends rank 0 nothing
+                msg.callbacks.append(lambda _ev, c=cycle: sh.report(c))
             if send is not None:
                 self.next.inbox[cycle & 1] = env.timeout(f_end + send.next())
 
@@ -100,7 +111,13 @@ class SpeculativeController(Controller):
 
     def _issue(self, cycle: int, ell: int, hop: float) -> None:
         sh = self.sh
-        sh.ell_of[cycle], sh.left[cycle], sh.done[cycle] = ell, ell, sh.env.event()
+        verifying = ell == sh.plan.n
+        sh.ell_of[cycle], sh.done[cycle] = ell, sh.env.event()
+        sh.left[cycle] = sum(sh.reports[:ell]) - int(verifying)
+        if sh.left[cycle] == 0:
+            sh.done[cycle].succeed()
+        if verifying:
+            sh.final[cycle] = sh.env.event()
         ev = sh.go_event(cycle)
         if hop > 0:
             sh.env.timeout(hop).callbacks.append(lambda _e, ev=ev: ev.succeed())
@@ -118,8 +135,17 @@ class SpeculativeController(Controller):
             if d > 0:
                 yield self.sh.env.timeout(d)
 
+    def _final(self, cycle: int):
+        """Wait for the last stage's output of ``cycle`` (a cycle that verifies), then forget it."""
+        ev = self.sh.final.get(cycle)
+        if ev is not None:
+            if ev.callbacks is not None:
+                yield ev
+            del self.sh.final[cycle]
+
     def _reports(self, cycle: int):
-        """Wait until every stage that ran ``cycle`` has reported (then forget its count)."""
+        """Wait until every reporting stage that ran ``cycle`` has reported (then forget its count)."""
+        yield from self._final(cycle)
         done = self.sh.done[cycle]
         if done.callbacks is not None:
             yield done
@@ -128,7 +154,7 @@ class SpeculativeController(Controller):
     def run(self):
         sh, env, plan = self.sh, self.sh.env, self.sh.plan
         n, tokens, acc, trace = plan.n, self.tokens, self.acc, sh.trace
-        ctrl, chop, draft, verify, fill_verify, bookkeeping, flush = self._streams()
+        ctrl, chop, draft, verify, fill_verify, bookkeeping, flush, head = self._streams()
         res = sh.resource(plan.controller_device)
         rows = self.rows
         busy_draft = busy_verify = 0.0
@@ -143,9 +169,14 @@ class SpeculativeController(Controller):
             ell_next = ell if ell == n else ell + 1  # assuming a fill or an accept
             yield from self._busy(None, ctrl.next(), "control (speculative GO)", cycle + 1)
             self._issue(cycle + 1, ell_next, chop.next())
-            yield from self._reports(cycle)
             v = (fill_verify if fill_verify is not None and ell < n else verify).next()
             busy_verify += v
+            if ell == n and head is not None:  # the head on the last stage's output, before the others come in
+                yield from self._final(cycle)
+                h = min(head.next(), v)
+                yield from self._busy(res, h, "head", cycle)
+                v -= h
+            yield from self._reports(cycle)
             yield from self._busy(res, v, "verify", cycle)
             outcome, got = NO_VERIFY, 0
             if ell == n:  # the oldest token passed every stage: its logits verify the next draft
