@@ -1,9 +1,11 @@
-"""Regression bound for calibration on the committed 2x H100 `--trace full` traces of the first runtime (traces/h100x2_v1: separate controller process, unfused kernels, 2048-slot caches).
+"""Regression bounds for calibration on the committed GPU traces. A change to the model that moves these bounds
+should be a conscious one.
 
-Leave-one-configuration-out over 8 runs of two widths: median |error| 4.9%, max 26.6% when written
-(reports/h100x2/report.md). The max is SPD alpha=1.0 on smollm2, whose draft forward is 36% slower than
-the alpha=0.6 run's for the same work (run-to-run noise the model cannot see). A change to the model that
-moves these bounds should be a conscious one.
+The first set is session 8's: the `x2` plan (scripts/gpu/executor_matrix.py) with the current executor on 2 GPUs of
+a 4x H100 host, 41 runs (n=2 on two GPUs at both trace levels, n=3/4 with two stages on a GPU, the headline
+variants). Its runs were recorded after session 8's model changes were designed on the H200 sets, so they are the
+out-of-sample check of that model. (The first runtime's set, traces/h100x2_v1, and the 2x H200 set are in git
+history since session 8.)
 """
 from pathlib import Path
 
@@ -13,32 +15,47 @@ from sim.calibration.fit import fit_profile
 from sim.calibration.inputs import load_runs
 from sim.calibration.validate import error_summary, validate_runs
 
-GPU = Path(__file__).parents[1] / "traces" / "h100x2_v1"
-FULL = sorted(str(p) for p in GPU.glob("*") if p.name.startswith(("smollm2-135m_", "qwen3-0.6b_")))
-
-pytestmark = pytest.mark.skipif(len(FULL) < 8, reason="committed GPU traces not present")
+S8 = Path(__file__).parents[1] / "traces" / "h100x4_2gpu_s8"
+SPEC = Path(__file__).parents[1] / "traces" / "h100x4_2gpu_spec"
 
 
-def test_gpu_full_traces_leave_one_out_bound():
-    preds = validate_runs(load_runs(FULL))
+def _s8_profile_runs():
+    """The runs a profile of the s8 set is fitted on: every run of the default variant (full traces for the
+    terms, their cycle-level twins for the trace overhead); compiled kernels and a separate controller process
+    are other executor variants."""
+    return load_runs([str(p) for p in sorted(S8.glob("*")) if not any(k in p.name for k in ("compiled", "separate"))],
+                     require_full=False)
+
+
+@pytest.mark.skipif(len(list(S8.glob("*"))) < 41, reason="committed GPU traces not present")
+def test_current_h100_runs_leave_one_out_bound():
+    """Leave-one-configuration-out over the s8 set: 37 of 41 runs predicted (the compiled-kernel and separate-process
+    variants have no sibling), median 3.9%, max 13.9% when written (qwen3-0.6b SPD n=2 alpha 0.6, full trace: it ran
+    38% slower than its alpha-0.8 sibling for 13% fewer accepted tokens per cycle). Session 5's model gave median 49%
+    here: six outlier `collect` samples (rank 0's receive after a draft that outlasted the stages, 2-9 ms) were added
+    to every cycle's verify; session 8 charges them to the draft's path only."""
+    preds = validate_runs(load_runs([str(S8)], require_full=False))
     s = error_summary(preds)
-    assert s["predicted"] == 8
-    assert s["median_abs_rel_error"] <= 0.07, s
-    assert s["max_abs_rel_error"] <= 0.30, s
-    arp = [p for p in preds if p.method == "ar_pipeline"]
-    assert arp and all(abs(p.error) <= 0.10 for p in arp), [(p.label, p.error) for p in arp]
+    assert s["predicted"] == 37, s
+    assert s["median_abs_rel_error"] <= 0.045, s
+    assert s["max_abs_rel_error"] <= 0.15, s
 
 
-def test_gpu_profile_separates_controller_activity():
-    """The shared-GPU slowdown of stage 1 depends on what the co-resident controller does (posted NCCL
-    receive in the AR pipeline vs the draft forward in SPD), and cycle-level traces are never fitted."""
-    prof = fit_profile(load_runs(FULL))
-    k = prof.stage.kappa_by_method
-    assert k["ar_pipeline"] > 0.5 and k["spd"] < 0.2, k
-    assert prof.by_method["ar_pipeline"].control_hop.mean_ms > 3 * prof.by_method["spd"].control_hop.mean_ms
-    assert prof.by_method["spd"].collect is not None and prof.by_method["spd"].collect.mean_ms > 0
-    cyc = load_runs([str(GPU / "qwen3-4b_spd2_a1.0_cycle")], require_full=False)
-    assert cyc[0].trace_level == "cycle" and not cyc[0].fittable
+@pytest.mark.skipif(len(list(S8.glob("*"))) < 41 or not SPEC.is_dir(), reason="committed GPU traces not present")
+def test_speculative_control_runs_forecast_from_another_h100_host():
+    """Session 7's 13 runs (12 at cycle level, one full trace; another 4x H100 host: default and speculative control, qwen3-4b and
+    llama-3.1-8b, AR included), predicted from a profile of the s8 set, which has no speculative-control run: the
+    calibration goal holds across hosts, median 1.9%, max 6.9% when written (qwen3-4b alpha 1.0 with the 17/19 split,
+    predicted slow). The s8 profile's twins give the trace overhead taken off these uninstrumented runs."""
+    prof = fit_profile(_s8_profile_runs())
+    assert prof.trace_overhead_ms, "the s8 set has full/cycle twins"
+    preds = validate_runs(load_runs([str(SPEC)], require_full=False), profile=prof)
+    s = error_summary(preds)
+    assert s["predicted"] == 13, s
+    assert s["median_abs_rel_error"] <= 0.025, s
+    assert s["max_abs_rel_error"] <= 0.075, s
+    spec = [p for p in preds if "spd_speculative" in p.label]
+    assert len(spec) == 7 and all(abs(p.error) <= 0.075 for p in spec), [(p.label, p.error) for p in spec]
 
 
 NEW = Path(__file__).parents[1] / "traces" / "h100x2"
@@ -132,7 +149,8 @@ def test_four_gpu_runs_forecast_from_two_gpu_runs_of_the_same_host():
     assert full["max_abs_rel_error"] <= 0.07, full
     wall = error_summary([p for p, r in zip(preds, four) if r.trace_level == "cycle" and r.method != "ar"])
     assert wall["predicted"] == 13
-    assert wall["median_abs_rel_error"] <= 0.07 and wall["max_abs_rel_error"] <= 0.15, wall
+    # session 8 (per-stage start and report, anchor stages, head, trace overhead as a cycle total): 2.9% / 9.8%
+    assert wall["median_abs_rel_error"] <= 0.04 and wall["max_abs_rel_error"] <= 0.11, wall
 
 
 @pytest.mark.skipif(len(TWO_GPU) < 30 or len(FOUR_GPU) < 20, reason="committed 4x H200 traces not present")
@@ -141,7 +159,8 @@ def test_trace_overhead_from_twins_makes_uninstrumented_predictions_better(monke
     0.1-0.9 ms per cycle at n=4 on 4x H200. Runs measured at both levels give that overhead; leave-one-
     configuration-out over the same host's 2- and 4-GPU runs, the cycle-level (headline) pipeline runs are then
     predicted with median 5.7%, max 12.4% over 17 runs (without it 10.7% / 21.3%, all too slow) when written
-    (session 5's runs and measured AR steps included)."""
+    (session 5's runs and measured AR steps included); since session 8 the overhead comes off each cycle as a
+    whole (a filling cycle loses more than rank 0's serial costs there)."""
     import sim.calibration.fit as fit
     from sim.calibration.validate import validate_runs
 
@@ -154,20 +173,26 @@ def test_trace_overhead_from_twins_makes_uninstrumented_predictions_better(monke
     assert 0 < over["spd"]["accept"] < over["spd"]["fill"] < 1.0 and 0.3 < over["ar_pipeline"]["ar"] < 1.2, over
     assert len(prof.source["traces"]) == sum(r.fittable for r in fused) < len(fused)  # twins: overhead only
 
-    def headline_errors():
+    def headline_errors(every: list | None = None):
         preds = validate_runs(runs)
+        if every is not None:
+            every.append(error_summary(preds))
         return error_summary([p for p, r in zip(preds, runs) if r.trace_level == "cycle" and r.method != "ar"])
 
-    with_overhead = headline_errors()
+    every: list = []
+    with_overhead = headline_errors(every)
+    # all 65 predicted runs of the host (session 8; 2.6% / 12.4% before: the max is llama-3.1-8b SPD n=3 with two
+    # stages and the draft on one GPU, whose bandwidth contention the model under-states)
+    assert every[0]["predicted"] == 65 and every[0]["median_abs_rel_error"] <= 0.025, every
+    assert every[0]["max_abs_rel_error"] <= 0.14, every
     monkeypatch.setattr(fit, "fit_trace_overhead", lambda rs: ({}, 0))
     without = headline_errors()
     assert with_overhead["predicted"] == without["predicted"] == 17
-    assert with_overhead["median_abs_rel_error"] <= 0.06, with_overhead
+    # session 8: 2.5% / 8.9% (without the overhead 11.2% / 22.2%); every run of the host: 1.9% / 13.4%
+    assert with_overhead["median_abs_rel_error"] <= 0.035, with_overhead
+    assert with_overhead["max_abs_rel_error"] <= 0.10, with_overhead
     assert with_overhead["median_abs_rel_error"] < 0.6 * without["median_abs_rel_error"], (with_overhead, without)
     assert with_overhead["max_abs_rel_error"] < without["max_abs_rel_error"], (with_overhead, without)
-
-
-SPEC = Path(__file__).parents[1] / "traces" / "h100x4_2gpu_spec"
 
 
 @pytest.mark.skipif(not SPEC.is_dir(), reason="committed GPU traces not present")
