@@ -65,6 +65,15 @@ def test_trace_overhead_credit_comes_off_each_cycle_of_its_event(model):
     assert r.records.duration_ms[-1] == pytest.approx(0.3 + 2.1 + 0.6 - 0.25)
 
 
+def test_a_credit_larger_than_the_serial_tail_is_capped_alike_in_both_models():
+    """A fill credit of 0.8 ms against verify_fill 0.2 + the next control 0.3: the cycle cannot end before what it
+    has waited for, so at most 0.5 ms comes off; the fast recurrence and the dataflow model agree."""
+    sc, costs = _spd(2, [2.0, 2.0], verify_fill=TimeSpec.const(0.2), credit={"fill": 0.8, "accept": 0.25})
+    fast, flow = (simulate(sc, sc.methods[0], TOKENS, seed=0, costs=costs, model=m) for m in ("fast", "dataflow"))
+    assert fast.time_ms == pytest.approx(flow.time_ms)
+    assert fast.records.duration_ms[0] == flow.records.duration_ms[0] == pytest.approx(2.6 - 0.5)
+
+
 def test_contention_follows_concurrent_work():
     """t = T (1 + (kappa + kappa_bw B)(stages on the device - 1)) + rho min(W, T) beside rank 0; the legacy model
     (rank0_overlap_by_method None) multiplies by 1 + kappa (ranks - 1) whatever they do."""

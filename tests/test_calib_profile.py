@@ -35,6 +35,10 @@ def test_round_trip_and_environment_warning(tmp_path):
     (lambda d: d.pop("verify"), "verify"),
     (lambda d: d.update(trace_overhead_ms={"spd": 0.3}), "trace_overhead_ms"),
     (lambda d: d.update(trace_overhead_ms={"spd": {"accept": "x"}}), "trace_overhead_ms"),
+    (lambda d: d["stage"].update(rank0_overlap_by_method={"spd": "fast"}), "stage.rank0_overlap_by_method.spd"),
+    (lambda d: d["stage"].update(kappa_bw_by_method=[0.1]), "stage.kappa_bw_by_method"),
+    (lambda d: d.update(by_method={"spd": {"report": [0.3]}}), "by_method.spd.report"),
+    (lambda d: d.update(by_method={"spd": {"report": {"warp": {"mean_ms": 0.3}}}}), "by_method.spd.report"),
 ])
 def test_bad_profiles(tmp_path, mutate, msg):
     d = true_profile().to_json()

@@ -38,7 +38,9 @@ n4data="$new${EXTRA_DATA_N4:+,$EXTRA_DATA_N4}"
 echo "data (n=2): $all"
 echo "data (n=4): $n4data"
 
-# warm starts: a checkpoint directory of the same name and shape in --out-dir is continued (fresh optimizer)
+# warm starts: a checkpoint directory of the same name and shape in --out-dir is continued (fresh optimizer);
+# start from the committed weights every time (a rerun would otherwise continue the previous run's output)
+rm -rf "$work/ckpt" && mkdir -p "$work/ckpt"
 cp -r reference/checkpoints/smollm2-pdm-n3 "$work/ckpt/smollm2x3-pdm-n2"
 python - "$work/ckpt/smollm2x3-pdm-n2/pdm.json" <<'EOF'
 import json, sys
@@ -56,8 +58,11 @@ CUDA_VISIBLE_DEVICES=2 python -m sim.cli train-draft "${common[@]}" --data "$n4d
   > "$out/train2.log" 2>&1 &
 CUDA_VISIBLE_DEVICES=3 python -m sim.cli train-draft "${common[@]}" --data "$n4data" --prefix smollm2k2 --stages 4 \
   --layout-extra-stages 2 > "$out/train3.log" 2>&1 &
-wait
+rc=0
+for j in $(jobs -p); do wait "$j" || rc=1; done
 tail -n 2 "$out"/train?.log
+[ "$rc" = 0 ] || echo "train_layout_variants: a drafter's training failed (see $out/train*.log)" >&2
 rm -rf "$work/ckpt/.work"
 tar -C "$work/ckpt" -cf "$out/ckpt.tar" smollm2x3-pdm-n2 smollm2k1-pdm-n4 smollm2c-pdm-n4 smollm2k2-pdm-n4
 ls -la "$out/ckpt.tar"
+exit "$rc"

@@ -262,25 +262,23 @@ def _kernels(h: dict) -> str:
     return f"{k}+eager" if on_cuda and h.get("cuda_graphs") is False else k
 
 
-def _verify_start(recvs: list, final_link: str, sent_ns: int | None) -> int | None:
-    """When rank 0's verify clock starts: the later of the final receive's start and the last stage's send end plus
-    the hop the simulator charges (or that receive's end when no such hop was measured); None: no final receive."""
-    final = [r for r in recvs if r.extra.get("link") == final_link]
-    if not final:
-        return None
-    return max(final[-1].t0_ns, sent_ns) if sent_ns is not None else final[-1].t1_ns
+def _verify_start(final: list, due_ns: int | None) -> int:
+    """When rank 0's verify clock starts: the later of the final receive's start and the time the last stage's
+    output is due at rank 0 (its forward end plus the run's median report from it), or that receive's end when
+    no report was measured."""
+    return max(final[-1].t0_ns, due_ns) if due_ns is not None else final[-1].t1_ns
 
 
-def _verify_ms(verify, recvs: list, final_link: str, sent_ns: int | None, arrived: dict) -> float:
+def _verify_ms(verify, recvs: list, final_link: str, due_ns: int | None, arrived: dict) -> float:
     """See the module docstring: the last stage's output due (or its receive posted) -> verify end, less the time
     other receives waited for data not yet there (``arrived``: when a receive's data was at rank 0; receiving data
     that was there is rank 0's own serial work, a wait for a later stage is that stage's critical path)."""
-    start = _verify_start(recvs, final_link, sent_ns)
-    if start is None:
+    final = [r for r in recvs if r.extra.get("link") == final_link]
+    if not final:
         return verify.duration_ms
-    final = [r for r in recvs if r.extra.get("link") == final_link][-1]
+    start = _verify_start(final, due_ns)
     waited = sum(max(min(r.t1_ns, arrived.get(id(r), r.t1_ns)) - max(r.t0_ns, start), 0)
-                 for r in recvs if r is not final and r.t1_ns > start)
+                 for r in recvs if r is not final[-1] and r.t1_ns > start)
     return max(_ms(verify.t1_ns - start - waited), verify.duration_ms)
 
 
@@ -366,7 +364,7 @@ def _pipeline_samples(tr: Trace, m: RunMeasurement) -> None:
             last += [hop.recv.t1_ns - f] if a == m.n else []
     # when the finished token's output is due at rank 0: the last stage's forward end + the run's median report
     report_ns = int(np.median(last)) if last else None
-    final_sent = {} if report_ns is None else {  # none measured: verify starts at the receive's end
+    final_due = {} if report_ns is None else {  # none measured: verify starts at the receive's end
         (p, c): t + report_ns for (p, c, r), t in fwd_end.items() if r == m.n}
     for e in tr.events:
         if e.cycle <= 0:
@@ -391,7 +389,7 @@ def _pipeline_samples(tr: Trace, m: RunMeasurement) -> None:
                 m.verify_fill_ms.append(e.duration_ms)
             else:
                 m.verify_ms.append(_verify_ms(e, recvs0.get((e.prompt, e.cycle), []), final_link,
-                                              final_sent.get((e.prompt, e.cycle)), arrived))
+                                              final_due.get((e.prompt, e.cycle)), arrived))
         elif e.name == "send" and e.rank >= 1 and e.extra.get("what") == "hidden":
             m.send_ms.append(e.duration_ms)
         elif e.name == "head" and e.rank == 0:
@@ -430,6 +428,6 @@ def _pipeline_samples(tr: Trace, m: RunMeasurement) -> None:
         if e.cycle > 0 and e.extra.get("peer") == 0:
             coll_end[(e.prompt, e.cycle)] = max(coll_end[(e.prompt, e.cycle)], e.t1_ns)
     for key, d in drafts.items():
-        start = _verify_start(recvs0.get(key, []), final_link, final_sent.get(key))
-        if key in verifies and start is not None and key in coll_end and coll_end[key] <= d.t1_ns:
-            m.collect_ms.append(max(_ms(start - d.t1_ns), 0.0))
+        final = [r for r in recvs0.get(key, []) if r.extra.get("link") == final_link]
+        if key in verifies and final and key in coll_end and coll_end[key] <= d.t1_ns:
+            m.collect_ms.append(max(_ms(_verify_start(final, final_due.get(key)) - d.t1_ns), 0.0))

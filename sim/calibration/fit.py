@@ -186,7 +186,7 @@ DRAFT_FEATURES = ("const", "draft_layers", "draft_layer_rows", "draft_layer_mpar
 
 def _verify_points(runs: list[RunMeasurement], stage: StageModel) -> tuple[list[dict[str, float]], list[float]]:
     """What rank 0's verify is fitted on (pooled and per method): per run with verify samples, its cost
-    features and its median with rank 0's contention divided out."""
+    features and its median (older, legacy-contention profiles: with rank 0's contention divided out)."""
     vr = [r for r in runs if r.verify_ms]
     if stage.concurrent:  # verify runs once the stages are done: nothing computes beside it
         return [_cost_features(r) for r in vr], [_med(r.verify_ms) for r in vr]
@@ -284,7 +284,7 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
             ar_y.append(max(m - base, 0.0))
             ar_ratios.extend(np.asarray(r.ar_step_ms) / m)
 
-    # controller costs, per run medians with rank 0's contention divided out
+    # controller costs, per run medians with rank 0's contention divided out (verify: only in legacy profiles)
     ctrl_f, ctrl_y, cost_ratios, fill_y = [], [], [], []
     draft_f: dict[str, list] = defaultdict(list)
     draft_y: dict[str, list] = defaultdict(list)

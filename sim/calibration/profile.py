@@ -323,6 +323,18 @@ def _num(obj: dict, key: str, src: str, fld: str, default: float | None = None) 
     return float(v)
 
 
+def _num_map(obj: Any, src: str, fld: str) -> dict[str, float]:
+    """An object of finite numbers (e.g. {method: kappa}); anything else is bad input."""
+    if not isinstance(obj, dict):
+        raise InputError(f"{src}: {fld}: expected an object of numbers")
+    out = {}
+    for k, v in obj.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise InputError(f"{src}: {fld}.{k}: expected a finite number, got {v!r}")
+        out[str(k)] = float(v)
+    return out
+
+
 def _by_method(obj: Any, src: str) -> dict[str, MethodTerms]:
     if not isinstance(obj, dict):
         raise InputError(f"{src}: by_method: expected an object keyed by method")
@@ -330,9 +342,11 @@ def _by_method(obj: Any, src: str) -> dict[str, MethodTerms]:
     for m, t in obj.items():
         if not isinstance(t, dict):
             raise InputError(f"{src}: by_method.{m}: expected an object")
-        hops = t.get("hops") or {}
-        if not isinstance(hops, dict) or any(k not in LINK_TYPES for k in hops):
-            raise InputError(f"{src}: by_method.{m}.hops: expected an object keyed by link type ({', '.join(LINK_TYPES)})")
+        hops, report = t.get("hops") or {}, t.get("report") or {}
+        for name, d in (("hops", hops), ("report", report)):
+            if not isinstance(d, dict) or any(k not in LINK_TYPES for k in d):
+                raise InputError(f"{src}: by_method.{m}.{name}: expected an object keyed by link type "
+                                 f"({', '.join(LINK_TYPES)})")
         out[str(m)] = MethodTerms(
             control_hop=_dist(t["control_hop"], src, f"by_method.{m}.control_hop") if t.get("control_hop") else None,
             send_ms=_dist(t["send_ms"], src, f"by_method.{m}.send_ms") if t.get("send_ms") else None,
@@ -343,7 +357,7 @@ def _by_method(obj: Any, src: str) -> dict[str, MethodTerms]:
             stage1_start_floor=_dist(t["stage1_start_floor"], src, f"by_method.{m}.stage1_start_floor")
             if t.get("stage1_start_floor") else None,
             stage_start=_dist(t["stage_start"], src, f"by_method.{m}.stage_start") if t.get("stage_start") else None,
-            report={k: _dist(v, src, f"by_method.{m}.report.{k}") for k, v in (t.get("report") or {}).items()},
+            report={k: _dist(v, src, f"by_method.{m}.report.{k}") for k, v in report.items()},
             head=_lin(t["head"], src, f"by_method.{m}.head") if t.get("head") else None)
     return out
 
@@ -370,12 +384,12 @@ def parse_profile(obj: Any, src: str = "profile") -> Profile:
         stage = StageModel(
             a0_ms=_num(st, "a0_ms", src, "stage"), a1_ms_per_mparam=_num(st, "a1_ms_per_mparam", src, "stage"),
             b_ms=_num(st, "b_ms", src, "stage"), kappa=_num(st, "kappa", src, "stage", 0.0),
-            per_shape_layer_ms={str(k): float(v) for k, v in (st.get("per_shape_layer_ms") or {}).items()},
-            kappa_by_method={str(k): float(v) for k, v in (st.get("kappa_by_method") or {}).items()},
+            per_shape_layer_ms=_num_map(st.get("per_shape_layer_ms") or {}, src, "stage.per_shape_layer_ms"),
+            kappa_by_method=_num_map(st.get("kappa_by_method") or {}, src, "stage.kappa_by_method"),
             rank0_overlap_by_method=None if st.get("rank0_overlap_by_method") is None else
-            {str(k): float(v) for k, v in st["rank0_overlap_by_method"].items()},
+            _num_map(st["rank0_overlap_by_method"], src, "stage.rank0_overlap_by_method"),
             rank0_overlap=_num(st, "rank0_overlap", src, "stage", 0.0),
-            kappa_bw_by_method={str(k): float(v) for k, v in (st.get("kappa_bw_by_method") or {}).items()},
+            kappa_bw_by_method=_num_map(st.get("kappa_bw_by_method") or {}, src, "stage.kappa_bw_by_method"),
             spread=_dist(st.get("spread", {"mean_ms": 1.0}), src, "stage.spread"),
             rmse_ms=_num(st, "rmse_ms", src, "stage", 0.0), points=int(st.get("points", 0)))
         draft = obj["draft"]

@@ -141,7 +141,9 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
     overhead: dict[str, float] = {}
     topo, reporting, stage_start, report_hop = None, None, None, None
     if pipeline:
-        reporting = anchor_stages(shape.layers, split) if fm == "spd" else (n,) if fm == "ar_pipeline" else None
+        # which stages send rank 0 their output (session-8 profiles; older ones: every stage, as they were fitted)
+        reporting = None if not st.concurrent else anchor_stages(shape.layers, split) if fm == "spd" else (
+            (n,) if fm == "ar_pipeline" else None)
         feats = {"const": 1.0, "stages": float(n), "head_mparams": shape.head_mparams,
                  "reports": float(len(reporting) if reporting else n)}
         cost["control"] = profile.control(**feats) * c0
@@ -173,8 +175,12 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
             if fm == "spd" and mt is not None and mt.collect is not None:
                 # rank 0 receives the already-sent outputs only after its draft: a cost of the draft's path, which
                 # sets the cycle only when the draft outlasts the stages (charged to verify, it was paid in the
-                # stage-bound cycles too, where that receive is part of the last hop)
-                collect = mt.collect.mean_ms
+                # stage-bound cycles too, where that receive is part of the last hop). Older profiles were fitted
+                # with it in verify and keep it there.
+                if st.concurrent:
+                    collect = mt.collect.mean_ms
+                else:
+                    cost["verify"] += mt.collect.mean_ms
         if shared:
             intra, inter = hops.get("same_device"), hops.get("intra_node")
         else:
@@ -238,7 +244,8 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
         before["verify_fill"] = cost["verify_fill"]
         if overhead.get("fill"):
             _take_off(cost, ("verify_fill",), overhead["fill"])
-    credit = _credit(overhead, before, cost, fm) if pipeline else {}
+    # what a serial cost could not absorb comes off the cycle as a whole (session-8 profiles; older ones as fitted)
+    credit = _credit(overhead, before, cost, fm) if pipeline and st.concurrent else {}
     c = {k: Latency.constant(v) for k, v in cost.items()}
     if spread != "constant" and profile.cost_spread.cv > 0:
         for k in ("control", "verify", "verify_fill"):

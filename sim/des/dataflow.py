@@ -350,15 +350,16 @@ class Controller:
             if trace and b > 0:
                 trace.span(CONTROLLER_TID, "bookkeeping + sync", env.now + tail, b, cycle=cycle)
             tail += b
+            # the next cycle's control work follows at once: wait for both in one go
+            x = ctrl.next() if committed < tokens else 0.0
             if plan.costs.credit:  # an uninstrumented run's cycle, shorter by what tracing costs that kind of cycle
                 event = "ar" if not lag else {ACCEPT: "accept", REJECT: "reject"}.get(outcome, "fill")
-                tail -= plan.costs.credit.get(event, 0.0)
+                # at most the work still scheduled (this tail and the next control): time cannot run back
+                tail -= min(plan.costs.credit.get(event, 0.0), tail + x)
             t_end = env.now + tail
             if trace:
                 trace.span(CYCLE_TID, f"cycle {cycle}", t0, t_end - t0, in_flight=start_ell, outcome=outcome, phase=phase)
             rows.append((t0, t_end, start_ell, outcome, got))
-            # the next cycle's control work follows at once: wait for both in one go
-            x = ctrl.next() if committed < tokens else 0.0
             if tail + x > 0:
                 yield env.timeout(tail + x)
         sh.busy_ms["draft"] = busy_draft

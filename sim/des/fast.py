@@ -81,7 +81,8 @@ def run_pipeline(plan: PipelinePlan, tokens: int, streams: StreamSet, acc: Accep
         committed = (outcome != NO_VERIFY).astype(np.int64)
         rejects = int((outs == 0).sum())
     c = plan.costs
-    dur = streams.get("control", c.control).take(k)
+    control = streams.get("control", c.control).take(k)
+    dur = control.copy()
     chop = streams.get("control_hop", c.control_hop).take(k)
     busy: dict[str, float] = {}
     if plan.method != "ar_pipeline" and c.verify_fill is not None:  # no token finishes while the pipeline fills
@@ -100,6 +101,7 @@ def run_pipeline(plan: PipelinePlan, tokens: int, streams: StreamSet, acc: Accep
             hop = plan.next_hop[s] if s < n - 1 else plan.report_hop[s]
             path += f + streams.get(f"stage{s + 1}.send", hop).take(k)
         dur += path + verify
+        tail = verify.copy()  # rank 0's serial work once the cycle's waits are over (the dataflow model's ``tail``)
     else:
         final = np.full(k, -np.inf)  # the last stage's output at rank 0 (only in cycles that verify a token)
         others = np.full(k, -np.inf)  # the other reporting stages' outputs
@@ -128,17 +130,27 @@ def run_pipeline(plan: PipelinePlan, tokens: int, streams: StreamSet, acc: Accep
         if plan.method == "spd":
             np.maximum(ready, draft, out=ready)
         ready[np.isneginf(ready)] = 0.0  # a filling cycle whose stages send nothing to rank 0 (PPSD)
-        dur += ready + verify - head + (draft if plan.method != "spd" else 0.0)
-    dur += streams.get("bookkeeping", c.bookkeeping).take(k)
+        tail = verify - head + (draft if plan.method != "spd" else 0.0)
+        dur += ready + tail
+    book = streams.get("bookkeeping", c.bookkeeping).take(k)
+    dur += book
+    tail += book
     nflush = int(flush.sum())
     if nflush:
-        dur[flush] += streams.get("flush", c.flush).take(nflush)
+        fl = streams.get("flush", c.flush).take(nflush)
+        dur[flush] += fl
+        tail[flush] += fl
     if c.credit:  # an uninstrumented run's cycle, shorter by what tracing costs that kind of cycle
+        cut = np.zeros(k)
         if plan.method == "ar_pipeline":
-            dur -= c.credit.get("ar", 0.0)
+            cut[:] = c.credit.get("ar", 0.0)
         else:
             for code, event in ((1, "accept"), (0, "reject"), (NO_VERIFY, "fill")):
-                dur[outcome == code] -= c.credit.get(event, 0.0)
+                cut[outcome == code] = c.credit.get(event, 0.0)
+        # as in the dataflow model, a cycle gives back at most its serial tail and the next cycle's control (the
+        # work scheduled after its last wait): time cannot run back past what it has already waited for
+        room = tail + np.append(control[1:], 0.0)
+        dur -= np.minimum(cut, room)
     end = np.cumsum(dur)
     start = end - dur
     recs = CycleRecords(start, end, in_flight, outcome, committed)

@@ -168,7 +168,8 @@ def pipeline_plan(scenario: Scenario, spec: MethodSpec, costs: CycleCosts | None
     over = costs.report_hop or (None,) * n
     report_hop = tuple(over[s] if s < len(over) and over[s] is not None else
                        link_time(scenario, stage_devs[s], ctrl_dev, size) for s in range(n))
-    start = tuple(costs.stage_start[:n]) if costs.stage_start and any(t.terms for t in costs.stage_start) else ()
+    start = tuple((tuple(costs.stage_start) + (TimeSpec(),) * n)[:n]) if costs.stage_start and any(
+        t.terms for t in costs.stage_start) else ()  # a short tuple: the stages after it wait nothing
     return PipelinePlan(
         method=spec.method, n=n, split=split, stage=stage, draft=draft,
         costs=costs, controller_device=ctrl_dev, stage_devices=stage_devs,
