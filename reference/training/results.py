@@ -60,15 +60,18 @@ def chain_summary(records: list[dict[str, Any]], steps: int, num_layers: int, dr
     tau = tokens / rounds if rounds else None
     # every start on the committed path (records written since session 8; older ones lack the keys)
     tf = [r for r in records if "tf_starts" in r]
-    tf_acc = np.sum([r["tf_accepted"] for r in tf], axis=0) if tf else np.zeros(steps)
-    tf_n = np.sum([r["tf_starts"] for r in tf], axis=0) if tf else np.zeros(steps, dtype=np.int64)
-    per_pos_tf = [float(tf_acc[k] / tf_n[k]) if tf_n[k] else None for k in range(steps)] if tf else None
+    per_pos_tf = starts_tf = None
+    if tf:
+        tf_acc = np.sum([r["tf_accepted"] for r in tf], axis=0)
+        tf_n = np.sum([r["tf_starts"] for r in tf], axis=0)
+        per_pos_tf = [float(tf_acc[k] / tf_n[k]) if tf_n[k] else None for k in range(steps)]
+        starts_tf = [int(x) for x in tf_n]
     return {
         "prompts": len(records), "rounds": rounds, "tokens_after_prefill": tokens,
         "per_position_alpha": per_pos, "per_position_verified": reached.tolist(),
         "per_position_accepted": accepted.tolist(), "tau_pooled": tau,
         "per_position_alpha_teacher_forced": per_pos_tf,
-        "per_position_starts_teacher_forced": [int(x) for x in tf_n] if tf else None,
+        "per_position_starts_teacher_forced": starts_tf,
         "theoretical_speedup": float(cf.eagle3_theoretical_speedup(tau, steps, draft_layers, num_layers)) if tau else None,
     }
 

@@ -89,6 +89,13 @@ class ModelShape:
         return dict(self.__dict__)
 
 
+def link_type_of(da: str, db: str) -> str:
+    """The link between two "host/device" labels: same_device, intra_node or inter_node."""
+    if da == db:
+        return "same_device"
+    return "intra_node" if da.split("/")[0] == db.split("/")[0] else "inter_node"
+
+
 @dataclass(frozen=True)
 class StageSample:
     stage: int  # 0-based
@@ -225,10 +232,7 @@ class RunMeasurement:
         return sum(1 for d in self.rank_devices[1:] if d == self.rank_devices[rank])
 
     def link_type(self, a: int, b: int) -> str:
-        da, db = self.rank_devices[a], self.rank_devices[b]
-        if da == db:
-            return "same_device"
-        return "intra_node" if da.split("/")[0] == db.split("/")[0] else "inter_node"
+        return link_type_of(self.rank_devices[a], self.rank_devices[b])
 
     @property
     def config_key(self) -> str:

@@ -407,7 +407,7 @@ def parse_profile(obj: Any, src: str = "profile") -> Profile:
             draft={str(k): _lin(v, src, f"draft.{k}") for k, v in draft.items()},
             draft_spread=_dist(obj["draft_spread"], src, "draft_spread"),
             hops={k: _dist(v, src, f"hops.{k}") for k, v in hops.items()},
-            hop_ms_per_kb={str(k): float(v) for k, v in (obj.get("hop_ms_per_kb") or {}).items()},
+            hop_ms_per_kb=_num_map(obj.get("hop_ms_per_kb") or {}, src, "hop_ms_per_kb"),
             control=_lin(obj["control"], src, "control"), control_hop=_dist(obj["control_hop"], src, "control_hop"),
             send_ms=_dist(obj["send_ms"], src, "send_ms"), verify=_lin(obj["verify"], src, "verify"),
             bookkeeping=_dist(obj["bookkeeping"], src, "bookkeeping"), flush=_dist(obj["flush"], src, "flush"),
@@ -416,7 +416,7 @@ def parse_profile(obj: Any, src: str = "profile") -> Profile:
             by_method=_by_method(obj.get("by_method") or {}, src),
             verify_fill=_dist(obj["verify_fill"], src, "verify_fill") if obj.get("verify_fill") is not None else None,
             trace_overhead_ms=_trace_overhead(obj.get("trace_overhead_ms") or {}, src),
-            ar_step_ms_by_shape={str(k): float(v) for k, v in (obj.get("ar_step_ms_by_shape") or {}).items()},
+            ar_step_ms_by_shape=_num_map(obj.get("ar_step_ms_by_shape") or {}, src, "ar_step_ms_by_shape"),
         )
     except KeyError as exc:
         raise InputError(f"{src}: missing field {exc.args[0]!r}") from None

@@ -27,7 +27,7 @@ from ..des.latency import TimeSpec
 from ..des.plan import CycleCosts
 from ..errors import InputError
 from ..scenario import Acceptance, Latency, MethodSpec, Scenario, balanced_split, parse_scenario
-from .extract import ModelShape
+from .extract import ModelShape, link_type_of
 from .fit import shape_lookup
 from .profile import DeviceShare, Dist, Profile, resolve_draft_source, same_dims_key
 
@@ -119,7 +119,7 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
     n = int(stages or 1)
     split = tuple(split) if split else balanced_split(shape.layers, n)
     devs, per_node, shared = _devices(n, method, placement)
-    labels = placement or tuple(range(len(devs)))
+    labels = placement or tuple(f"node/dev{i}" for i in range(len(devs)))  # no placement: a device each, one host
     # who computes on each rank's physical device: the stages there, and whether rank 0 is
     share = [DeviceShare(sum(1 for lab2 in labels[1:] if lab2 == lab), lab == labels[0]) for lab in labels]
     c0 = st.rank0_factor(share[0], fm, st.stream_tbps(shape.key, shape.layer_mparams))
@@ -140,6 +140,7 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
     cost = {k: 0.0 for k in ("control", "control_hop", "verify", "bookkeeping", "flush")}
     overhead: dict[str, float] = {}
     topo, reporting, stage_start, report_hop = None, None, None, None
+    mt = profile.by_method.get(fm)  # the terms fitted for this method (None: pooled ones only)
     if pipeline:
         # which stages send rank 0 their output (session-8 profiles; older ones: every stage, as they were fitted)
         reporting = None if not st.concurrent else anchor_stages(shape.layers, split) if fm == "spd" else (
@@ -147,7 +148,6 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
         feats = {"const": 1.0, "stages": float(n), "head_mparams": shape.head_mparams,
                  "reports": float(len(reporting) if reporting else n)}
         cost["control"] = profile.control(**feats) * c0
-        mt = profile.by_method.get(fm)
         # (verify runs once the stages are done; older profiles divided rank 0's contention out of it too)
         cv = 1.0 if st.concurrent else c0
         cost["verify"] = (mt.verify if mt is not None and mt.verify is not None else profile.verify)(**feats) * cv
@@ -251,7 +251,6 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
         for k in ("control", "verify", "verify_fill"):
             if cost.get(k, 0.0) > 0:
                 c[k] = Latency("lognormal", cost[k], profile.cost_spread.cv)
-    mt = profile.by_method.get(fm)
     head = mt.head(const=1.0, head_mparams=shape.head_mparams) * c0 if pipeline and mt is not None and mt.head else 0.0
     costs = CycleCosts(control=TimeSpec.of(c["control"]), verify=TimeSpec.of(c["verify"]),
                        bookkeeping=TimeSpec.of(c["bookkeeping"]), flush=TimeSpec.of(c["flush"]),
@@ -268,10 +267,7 @@ def _report_ms(mt, labels, rank: int, reporting: tuple[int, ...] | None) -> floa
     stage that sends rank 0 its output; None when it sends none or the profile has no report on that link."""
     if mt is None or not mt.report or (reporting is not None and rank not in reporting):
         return None
-    a, b = str(labels[rank]), str(labels[0])
-    host = lambda lab: lab.split("/")[0] if "/" in lab else ""  # noqa: E731  (no placement: one host)
-    lt = "same_device" if a == b else "intra_node" if host(a) == host(b) else "inter_node"
-    d = mt.report.get(lt)
+    d = mt.report.get(link_type_of(labels[rank], labels[0]))
     return d.mean_ms if d is not None else None
 
 
