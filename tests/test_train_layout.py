@@ -167,8 +167,52 @@ def test_train_draft_command_end_to_end(tmp_path):
     assert main(args[:-1] + ["--max-steps", "3", "--no-progress"]) == 0
     _, meta2 = load_checkpoint(tmp_path / "ck" / "smollm2-pdm-n2", tgt)
     assert meta2["training"]["result"]["resumed_from_step"] == 2 and meta2["training"]["result"]["steps"] == 3
+    # a fresh machine (no work dir) asking for a wider tower: the checkpoint is widened, not thrown away
+    import shutil
+
+    shutil.rmtree(tmp_path / "ck" / ".work")
+    assert main(args + ["--methods", "spd", "--tower-ffn", "24", "--agg-rank", "6"]) == 0
+    wide, meta3 = load_checkpoint(tmp_path / "ck" / "smollm2-pdm-n2", tgt)
+    assert (wide.config.tower_ffn, wide.config.agg_rank) == (24, 6)
+    assert meta3["warm_started_from"]["widened_from"] == {"tower_ffn": 16, "agg_rank": 4}
+    assert meta3["warm_started_from"]["steps"] == 3
     # bad input: one line, exit 2
     assert main(args[:4] + [str(tmp_path / "missing.safetensors")] + args[5:]) == 2
     assert main(args + ["--stages", "1"]) == 2
     assert main(args + ["--layout-extra-stages", "-1"]) == 2
     assert main(args + ["--layout-extra-stages", "7"]) == 2  # n=2 + 7 > 8 layers
+
+
+def test_widening_a_trained_drafter_keeps_its_function_then_trains_the_new_units(target):
+    """reference.training.widen: a narrow drafter copied into a wider tower FFN and aggregation rank gives the
+    same logits (the new units' output weights start at zero), and one training step moves the new units."""
+    import dataclasses
+
+    from reference.training.trainer import step_loss
+    from reference.training.widen import can_widen, widen_into
+
+    g = torch.Generator().manual_seed(6)
+    seqs = [torch.randint(0, 97, (20,), generator=g).tolist() for _ in range(3)]
+    narrow_cfg = make_config("spd", target, 3, DIMS)
+    wide_cfg = dataclasses.replace(narrow_cfg, tower_ffn=48, agg_rank=12)
+    assert can_widen(narrow_cfg, wide_cfg) and not can_widen(wide_cfg, narrow_cfg)
+    assert not can_widen(narrow_cfg, dataclasses.replace(wide_cfg, tower_layers=3))
+    narrow = PipelineDraftModule(target, narrow_cfg, seed=1)
+    with torch.no_grad():  # a "trained" narrow drafter: weights far from the tiny initialisation
+        for p in narrow.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.3)
+    wide = PipelineDraftModule(target, wide_cfg, seed=2)
+    widen_into(wide, narrow)
+    store = FeatureStore(target, seqs, [4] * 3, narrow_cfg.anchors, progress=False)
+    batch = store.batch([0, 1, 2])
+    with torch.no_grad():
+        a, _ = spd_logits(narrow.eval(), batch, 3)
+        b, _ = spd_logits(wide.eval(), batch, 3)
+    assert a.abs().max() > 0.1
+    torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    w2 = wide.tower[0].ffn.w2.weight
+    assert float(w2.detach()[:, 32:].abs().max()) == 0.0 and float(w2.detach()[:, :32].abs().max()) > 0
+    wide.train()
+    loss, _, _ = step_loss("spd", wide, store, [0, 1, 2], TrainSettings(), torch.Generator().manual_seed(7))
+    loss.backward()
+    assert float(w2.grad[:, 32:].abs().max()) > 0  # the new units learn from the first step

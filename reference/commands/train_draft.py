@@ -181,24 +181,37 @@ def _checkpoint_vocab(out_dir: Path, prefix: str, size: int):
 
 def _warm_start(pdm, ckpt_dir: Path, state_dir: Path) -> dict | None:
     """A later call without the resume state (a fresh machine) continues from the saved bf16 checkpoint: same
-    weights, fresh optimizer. Returns what it started from (recorded in train.json), or None."""
+    weights, fresh optimizer. A checkpoint that is a narrower version of the requested shape (smaller tower FFN
+    and/or aggregation rank, all else equal) is widened so that it computes the same function
+    (``reference.training.widen``). Returns what it started from (recorded in train.json), or None."""
     import json
 
     import torch
 
     from ..draft import PipelineDraftModule
     from ..training.checkpoints import TRAIN_META
+    from ..training.widen import can_widen, widen_into
 
     if (state_dir / "state.pt").is_file() or not (ckpt_dir / TRAIN_META).is_file():
         return None
     old = PipelineDraftModule.load(ckpt_dir, pdm.target)
-    if old.config != pdm.config or (old.vocab_ids is None) != (pdm.vocab_ids is None) or (
+    if (old.vocab_ids is None) != (pdm.vocab_ids is None) or (
             old.vocab_ids is not None and not torch.equal(old.vocab_ids, pdm.vocab_ids)):
-        return None  # another shape or vocabulary: start over
-    pdm.load_state_dict({k: v.to(pdm.state_dict()[k].dtype) for k, v in old.state_dict().items()})
+        return None  # another vocabulary: start over
+    widened = None
+    if old.config == pdm.config:
+        pdm.load_state_dict({k: v.to(pdm.state_dict()[k].dtype) for k, v in old.state_dict().items()})
+    elif can_widen(old.config, pdm.config):
+        widen_into(pdm, old)
+        widened = {"tower_ffn": old.config.tower_ffn, "agg_rank": old.config.agg_rank}
+        print(f"warm start: {ckpt_dir.name} widened from tower_ffn {old.config.tower_ffn}, agg_rank "
+              f"{old.config.agg_rank} to {pdm.config.tower_ffn}, {pdm.config.agg_rank} (same function)")
+    else:
+        return None  # another shape: start over
     prev = json.loads((ckpt_dir / TRAIN_META).read_text())
     res = ((prev.get("training") or {}).get("result") or {})
-    return {"steps": res.get("steps"), "wall_s": res.get("wall_s"), "previous": prev.get("warm_started_from")}
+    return {"steps": res.get("steps"), "wall_s": res.get("wall_s"), "previous": prev.get("warm_started_from"),
+            **({"widened_from": widened} if widened else {})}
 
 
 def _validate(method, pdm, store, hold, settings, step_loss) -> dict:

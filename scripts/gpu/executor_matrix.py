@@ -208,6 +208,12 @@ def build_plan(plan: str, gguf: str | None = None) -> list[Spec]:
               Spec("qwen3-4b_spd4_a0.8_cycle_split7-9-9-11", q, "spd", 4, pl, 0.8, "cycle", "split", call=3,
                    extra=("--stage-split", "7,9,9,11"))]
         m += _spec_control_twins("qwen3-4b", 4, 3, ar=False, default=(0.8,))  # session 6; call 3 has AR and a1.0
+        # call 4 (session 9): session 8's model proposes 8/14/8/6 (+14.9%) and predicts the measured 7/9/9/11 as
+        # slower; all three splits at cycle level (the wall clock) and at full trace (what the model is fitted on)
+        for trace, sfx, group in (("cycle", "_cycle", "split"), ("full", "", "split-traced")):
+            m.append(Spec(f"qwen3-4b_ar{sfx}_c4", q, "ar", 1, "0", trace=trace, group=group, call=4))
+            m += [Spec(f"qwen3-4b_spd4_a1.0{sfx}_split{sp.replace(',', '-')}_c4", q, "spd", 4, pl, 1.0, trace, group,
+                       call=4, extra=("--stage-split", sp)) for sp in ("9,9,9,9", "7,9,9,11", "8,14,8,6")]
         return m  # call 2 then runs --plan x4-default-model too (docs/multi-gpu-plan.md)
     if plan == "x8":  # issue 9; 8 GPUs, 2 calls; every call carries its own AR baseline per shape and trace level
         q, l8 = "qwen3-4b", "llama-3.1-8b"

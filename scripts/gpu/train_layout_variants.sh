@@ -23,16 +23,7 @@ work=${WORK:-/var/tmp/spd-train/lv}
 out=${OUT:-out}
 mkdir -p "$work/ckpt" "$out"
 
-for i in 0 1 2 3; do
-  CUDA_VISIBLE_DEVICES=$i timeout $((gen_s + 90)) python -m reference.training.make_data --model $model \
-    --out "$work/data${i}_seed${seed}.safetensors" --seed "$seed" --shard $i/4 --budget-s "$gen_s" \
-    --gen-batch 384 --self-instruct 18 --no-progress \
-    ${SMOKE:+--topics 2 --self-instruct 1 --doc-prompts 2 --max-prompts 6 --max-new-tokens 12} > "$out/gen$i.log" 2>&1 &
-done
-wait
-cp "$work"/data*_seed"$seed".json "$out/" 2>/dev/null
-new=$(ls "$work"/data*_seed"$seed".safetensors | paste -sd, -)
-[ -n "$new" ] || { echo "train_layout_variants: no data generated (see $out/gen*.log)" >&2; exit 1; }
+new=$(bash scripts/gpu/gen_data.sh "$gen_s" "$seed" "$work") || exit 1
 all="$new${EXTRA_DATA:+,$EXTRA_DATA}"
 n4data="$new${EXTRA_DATA_N4:+,$EXTRA_DATA_N4}"
 echo "data (n=2): $all"
