@@ -214,6 +214,9 @@ def build_plan(plan: str, gguf: str | None = None) -> list[Spec]:
             m.append(Spec(f"qwen3-4b_ar{sfx}_c4", q, "ar", 1, "0", trace=trace, group=group, call=4))
             m += [Spec(f"qwen3-4b_spd4_a1.0{sfx}_split{sp.replace(',', '-')}_c4", q, "spd", 4, pl, 1.0, trace, group,
                        call=4, extra=("--stage-split", sp)) for sp in ("9,9,9,9", "7,9,9,11", "8,14,8,6")]
+        # and the split `spd split scenarios/h100x4_n4.json --profile profiles/h100x4_2gpu_s8.json` proposes (+6.7%)
+        m.append(Spec("qwen3-4b_spd4_a1.0_cycle_split8-12-9-7_c4", q, "spd", 4, pl, 1.0, "cycle", "split", call=4,
+                      extra=("--stage-split", "8,12,9,7")))
         return m  # call 2 then runs --plan x4-default-model too (docs/multi-gpu-plan.md)
     if plan == "x8":  # issue 9; 8 GPUs, 2 calls; every call carries its own AR baseline per shape and trace level
         q, l8 = "qwen3-4b", "llama-3.1-8b"
