@@ -17,8 +17,8 @@ from sim.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = {
-    "Measured: SmolLM2-135M, committed draft modules, 4x H100 (results/h100x4/training_s8/acceptance.json)":
-        ROOT / "results" / "h100x4" / "training_s8" / "acceptance.json",
+    "Measured: SmolLM2-135M, committed draft modules, 4x H100 (results/h100x4/training_s9/acceptance.json)":
+        ROOT / "results" / "h100x4" / "training_s9" / "acceptance.json",
 }
 
 

@@ -248,9 +248,12 @@ class PipelineDraftModule(nn.Module):
         return self._tied_weight
 
     def stored_tensors(self, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-        """What a checkpoint holds: trainable weights (cast to ``dtype``) and the draft vocabulary ids."""
+        """What a checkpoint holds: trainable weights (cast to ``dtype``) and the draft vocabulary ids, stored as
+        int32 (half the bytes of the int64 buffer; ``load`` widens them again)."""
         out = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
                for k, v in self.state_dict().items()}
+        if "vocab_ids" in out:
+            out["vocab_ids"] = out["vocab_ids"].to(torch.int32)
         return out
 
     # ---- rows (shared by inference and training)

@@ -99,15 +99,16 @@ def markdown(doc: dict[str, Any]) -> str:
         rows = [r for r in res if r["temperature"] == T]
         lines.append(f"### T = {T:g}\n")
         lines.append("SPD / PPSD: per-draft alpha (pooled) / L_acc (mean of n·N/K) / theoretical speedup\n")
-        lines.append("| method | n | " + " | ".join(datasets) + " |")
-        lines.append("|---|---|" + "---|" * len(datasets))
-        for r in sorted((r for r in rows if r["method"] in ("spd", "ppsd")), key=lambda r: (r["method"], r["stages"])):
+        lines.append("| method | n | drafter | " + " | ".join(datasets) + " |")
+        lines.append("|---|---|---|" + "---|" * len(datasets))
+        pipeline = (r for r in rows if r["method"] in ("spd", "ppsd"))
+        for r in sorted(pipeline, key=lambda r: (r["method"], r["stages"], r.get("draft", ""))):
             cells = []
             for d in datasets:
                 s = r["summary"].get(d, {})
                 cells.append(f"{_f(s.get('alpha_pooled'))} / {_f(s.get('l_acc_mean_of_ratios'), 2)} / "
                              f"{_f(s.get('theoretical_speedup_mean_of_ratios'), 2)}x")
-            lines.append(f"| {r['method'].upper()} | {r['stages']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {r['method'].upper()} | {r['stages']} | {r.get('draft', '-')} | " + " | ".join(cells) + " |")
         for r in (r for r in rows if r["method"] == "chain"):
             lines.append("")
             lines.append(f"EAGLE-style chain head ({r['steps']} drafts per round, 1 layer): conditional acceptance "
