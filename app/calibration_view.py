@@ -13,9 +13,7 @@ compare what was measured with what the package predicts.
 """
 from __future__ import annotations
 
-import gzip
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,29 +23,19 @@ from sim.calibration.extract import RunMeasurement, measure_trace
 from sim.calibration.validate import error_summary, validate_runs
 from sim.closed_form import spd_accept_length_finite
 from sim.errors import InputError
-from sim.traces import TRACE_FILE, Trace, load_trace
+from sim.traces import TRACE_FILES, Trace, find_trace_file, load_trace
 
 from .charts import COLORS, layout
 
 
-GZ = TRACE_FILE + ".gz"
-
-
-def _trace_file(run_dir: Path) -> Path | None:
-    for name in (TRACE_FILE, GZ):
-        if (run_dir / name).is_file():
-            return run_dir / name
-    return None
-
-
 def trace_sets(root: str | Path) -> dict[str, Path]:
-    """Folders under ``root`` that hold run directories (each with a trace.jsonl[.gz]): name -> folder."""
+    """Folders under ``root`` that hold run directories (each with a trace.jsonl[.xz|.gz]): name -> folder."""
     root = Path(root)
     if not root.is_dir():
         return {}
     out = {}
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        if any(_trace_file(r) for r in d.iterdir() if r.is_dir()) or _trace_file(d):
+        if any(find_trace_file(r) for r in d.iterdir() if r.is_dir()) or find_trace_file(d):
             out[d.name] = d
     return out
 
@@ -66,35 +54,21 @@ def _measure(tr: Trace) -> RunMeasurement:
 
 
 def _read(path: Path, name: str | None = None) -> Run:
-    """A trace.jsonl or trace.jsonl.gz (gzip is detected by content); errors name ``name`` or the path."""
+    """A trace.jsonl, plain or compressed (recognised by content); errors name ``name`` or the path."""
     shown = name or str(path)
-    data = path.read_bytes() if path.is_file() else b""
-    with tempfile.TemporaryDirectory(prefix="spd-trace-") as tmp:
-        tmp_file = Path(tmp) / TRACE_FILE
-        if data[:2] == b"\x1f\x8b":
-            try:
-                tmp_file.write_bytes(gzip.decompress(data))
-            except (OSError, EOFError) as exc:
-                raise InputError(f"{shown}: not a readable gzip file ({exc})") from None
-        else:
-            tmp_file.write_bytes(data)
-        try:
-            tr = load_trace(tmp_file)
-            tr = replace(tr, path=Path(shown))
-            run = _measure(tr)
-        except InputError as exc:
-            raise InputError(str(exc).replace(str(tmp_file), shown)) from None
+    tr = load_trace(path, shown)
+    run = _measure(tr)
     run.path = shown
     return tr, run
 
 
 def load_folder(folder: str | Path) -> list[Run]:
     folder = Path(folder)
-    files = [f for f in (_trace_file(r) for r in sorted(folder.iterdir()) if r.is_dir()) if f] if folder.is_dir() else []
-    if _trace_file(folder):
-        files = [_trace_file(folder)]
+    files = [f for f in (find_trace_file(r) for r in sorted(folder.iterdir()) if r.is_dir()) if f] if folder.is_dir() else []
+    if find_trace_file(folder):
+        files = [find_trace_file(folder)]
     if not files:
-        raise InputError(f"{folder}: no run directories with a {TRACE_FILE} or {GZ} inside")
+        raise InputError(f"{folder}: no run directories with a {' / '.join(TRACE_FILES)} inside")
     return [_read(f) for f in files]
 
 
@@ -108,7 +82,7 @@ def load_uploaded(name: str, data: bytes) -> Run:
 
 def _run_name(path: str) -> str:
     p = Path(path)
-    return p.parent.name if p.name in (TRACE_FILE, GZ) else path
+    return p.parent.name if p.name in TRACE_FILES else path
 
 
 FITTED = "left out of the fit"

@@ -7,7 +7,9 @@ verify / control durations, cycle durations, the accept/reject sequence, and N, 
 """
 from __future__ import annotations
 
+import gzip
 import json
+import lzma
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
@@ -18,6 +20,8 @@ from .errors import InputError
 TRACE_FORMAT = "spd-trace"
 SUPPORTED_VERSIONS = (1,)
 TRACE_FILE = "trace.jsonl"
+# a run directory's trace: plain, or compressed (committed sets use xz, a third smaller than gzip)
+TRACE_FILES = (TRACE_FILE, TRACE_FILE + ".xz", TRACE_FILE + ".gz")
 
 
 def process_layout(devices: list[str], procs: list[int]) -> str:
@@ -218,16 +222,36 @@ class Trace:
 
 
 # ------------------------------------------------------------------------------------------- loading
-def load_trace(path: str | Path) -> Trace:
-    """A run directory (containing trace.jsonl) or the trace.jsonl file itself."""
+def find_trace_file(run_dir: str | Path) -> Path | None:
+    """The trace file of a run directory (plain or compressed), or None."""
+    return next((Path(run_dir) / n for n in TRACE_FILES if (Path(run_dir) / n).is_file()), None)
+
+
+def read_trace_text(f: Path, shown: str | None = None) -> str:
+    """A trace file's text; gzip and xz are recognised by content, whatever the name. Errors name ``shown``."""
+    shown = shown or str(f)
+    try:
+        data = f.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        elif data[:6] == b"\xfd7zXZ\x00":
+            data = lzma.decompress(data)
+        return data.decode()
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        raise InputError(f"{shown}: not a readable compressed trace ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{shown}: not a text trace ({exc})") from None
+
+
+def load_trace(path: str | Path, shown: str | None = None) -> Trace:
+    """A run directory (containing trace.jsonl, .xz or .gz) or the trace file itself. ``shown``: the name errors
+    and the result carry instead of the path (an uploaded file's name)."""
     p = Path(path)
-    f = p / TRACE_FILE if p.is_dir() else p
+    f = (find_trace_file(p) or p / TRACE_FILE) if p.is_dir() else p
     if not f.is_file():
         raise InputError(f"{f}: no trace file (expected a run directory with {TRACE_FILE})")
-    try:
-        text = f.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{f}: unreadable ({exc})") from None
+    text = read_trace_text(f, shown)
+    f = Path(shown) if shown else f
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         raise InputError(f"{f}: empty, not a trace")

@@ -87,7 +87,7 @@ def test_published_table_is_the_round_trip():
 
 
 # ---------------------------------------------------------------------------------------- calibration
-@pytest.mark.parametrize("trace_set", ["h100x2", "cpu"])
+@pytest.mark.parametrize("trace_set", ["h100x4_2gpu_s8", "cpu"])
 def test_calibration_committed_set_is_validate_runs(trace_set):
     """The table, metrics and scatter carry what `validate_runs` (leave one configuration out, as
     `spd validate`) returns for the committed set; cycle-level GPU runs are predicted, never fitted."""
@@ -95,7 +95,7 @@ def test_calibration_committed_set_is_validate_runs(trace_set):
     from sim.calibration.validate import error_summary, validate_runs
 
     at = _open("calibration")
-    assert at.selectbox(key="cal_set").value == "traces/h100x2"  # the default
+    assert at.selectbox(key="cal_set").value == "traces/h100x4_2gpu_s8"  # the default
     at.selectbox(key="cal_set").set_value(f"traces/{trace_set}").run()
     assert not at.exception and not at.error
     runs = load_runs([str(ROOT / "traces" / trace_set)], require_full=False)
@@ -119,7 +119,7 @@ def test_calibration_committed_set_is_validate_runs(trace_set):
     have = sorted(v for t in fig["data"][1:] for v in zip(t["x"], t["y"]))
     want = sorted((p.measured_speedup, p.predicted_speedup) for p in preds if p.predicted_speedup is not None)
     assert [v for xy in have for v in xy] == pytest.approx([v for xy in want for v in xy])
-    if trace_set == "h100x2":
+    if trace_set == "h100x4_2gpu_s8":
         cyc = table[table["role"] == calibration_view.PREDICTED_ONLY]
         assert len(cyc) >= 3 and cyc.loc["qwen3-4b_spd2_a0.8_cycle", "predicted_speedup"] > 0
         # the accept-length accounting (executor cycle counts vs the exact K formula) still holds
@@ -130,7 +130,8 @@ def test_calibration_committed_set_is_validate_runs(trace_set):
 @pytest.mark.parametrize("name,payload,message", [
     ("notes.txt", b"hello world", "notes.txt: line 1: not JSON"),
     ("image.png", b"\x89PNG\r\n\x1a\n\x00\x00", "image.png:"),
-    ("broken.gz", b"\x1f\x8b\x08\x00", "broken.gz: not a readable gzip file"),
+    ("broken.gz", b"\x1f\x8b\x08\x00", "broken.gz: not a readable compressed trace"),
+    ("broken.xz", b"\xfd7zXZ\x00\x00", "broken.xz: not a readable compressed trace"),
     ("trace.jsonl", None, "trace version 9 not supported"),
 ])
 def test_calibration_bad_upload_is_a_message(name, payload, message):
@@ -146,8 +147,9 @@ def test_calibration_bad_upload_is_a_message(name, payload, message):
 def test_calibration_upload_good_traces():
     at = _open("calibration")
     at.radio(key="cal_source").set_value("Upload trace files").run()
-    files = [(f"{r}.jsonl", (TRACES / r / "trace.jsonl").read_bytes(), "application/json") for r in ("ar", "arp")]
-    files.append(("spd2.jsonl.gz", __import__("gzip").compress((TRACES / "spd2" / "trace.jsonl").read_bytes()), "application/gzip"))
+    files = [("ar.jsonl", (TRACES / "ar" / "trace.jsonl").read_bytes(), "application/json"),  # plain, xz, gzip
+             ("arp.jsonl.xz", __import__("lzma").compress((TRACES / "arp" / "trace.jsonl").read_bytes()), "application/x-xz"),
+             ("spd2.jsonl.gz", __import__("gzip").compress((TRACES / "spd2" / "trace.jsonl").read_bytes()), "application/gzip")]
     at.file_uploader(key="cal_upload").set_value(files).run()
     assert not at.exception and not at.error
     table = at.dataframe[0].value

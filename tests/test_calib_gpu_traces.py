@@ -5,7 +5,9 @@ The first set is session 8's: the `x2` plan (scripts/gpu/executor_matrix.py) wit
 a 4x H100 host, 41 runs (n=2 on two GPUs at both trace levels, n=3/4 with two stages on a GPU, the headline
 variants). Its runs were recorded after session 8's model changes were designed on the H200 sets, so they are the
 out-of-sample check of that model. (The first runtime's set, traces/h100x2_v1, and the 2x H200 set are in git
-history since session 8.)
+history since session 8; session 3's 2x H100 set, traces/h100x2, since session 9: restore it with
+`git checkout d4a0660 -- traces/h100x2`.) The second is session 9's: 4 GPUs of two other 4x H100 hosts, never seen by
+a profile, forecast from the first.
 """
 from pathlib import Path
 
@@ -58,7 +60,7 @@ def test_speculative_control_runs_forecast_from_another_h100_host():
     assert len(spec) == 7 and all(abs(p.error) <= 0.075 for p in spec), [(p.label, p.error) for p in spec]
 
 
-NEW = Path(__file__).parents[1] / "traces" / "h100x2"
+NEW = S8  # the executor-variant checks below need a set with compiled-kernel runs beside fused-kernel ones
 
 
 @pytest.mark.skipif(not (NEW / "qwen3-4b_ar_cycle_compiled").is_dir(), reason="committed GPU traces not present")
@@ -210,3 +212,55 @@ def test_speculative_control_runs_predicted_from_an_earlier_h100_profile():
     assert all(p.error is not None and abs(p.error) <= 0.05 for p in spec), [(p.label, p.error) for p in spec]
     default = [p for p in preds if p.method == "spd" and "spd_speculative" not in p.label]
     assert len(default) == 4 and all(-0.13 <= p.error <= -0.07 for p in default), [(p.label, p.error) for p in default]
+
+
+S9 = Path(__file__).parents[1] / "traces" / "h100x4_s9"
+S9B = Path(__file__).parents[1] / "traces" / "h100x4b_s9"
+
+
+@pytest.mark.skipif(len(list(S8.glob("*"))) < 41 or len(list(S9.glob("*"))) < 29, reason="committed GPU traces not present")
+def test_four_gpu_h100_runs_forecast_from_the_two_gpu_profile_of_another_host():
+    """Session 9 (issue 6): 29 runs on 4 GPUs of another 4x H100 host (`executor_matrix.py --plan x4 --call 1` and
+    `--call 4`: qwen3-4b and llama-3.1-8b, AR, AR pipeline and SPD n=4 one stage per GPU at alpha 1.0/0.8/0.6, both
+    trace levels, three qwen3-4b splits, repeats), predicted from `profiles/h100x4_2gpu_s8.json`, which saw 2 GPUs only:
+    median 2.0%, max 8.7% when written (qwen3-4b SPD alpha 0.6, full trace). Repeats of one configuration in one call
+    spread by up to 8% (the 9/9/9/9 cycle-level runs: 306.7-331.6 tok/s), so the max is at the noise floor."""
+    from sim.calibration.profile import load_profile
+
+    prof = load_profile(Path(__file__).parents[1] / "profiles" / "h100x4_2gpu_s8.json", here={})
+    preds = validate_runs(load_runs([str(S9)], require_full=False), profile=prof)
+    s = error_summary(preds)
+    assert s["predicted"] == 29, s
+    assert s["median_abs_rel_error"] <= 0.025, s
+    assert s["max_abs_rel_error"] <= 0.09, s
+    # the set's noise floor, as `spd validate` prints it: qwen3-4b AR and the cycle-level splits were repeated
+    from sim.calibration.validate import repeat_spread, repeat_spread_line
+
+    rep = repeat_spread(load_runs([str(S9)], require_full=False))
+    assert rep["repeated_configurations"] >= 4 and 0.05 < rep["max_spread"] < 0.12, rep
+    assert "a single run's error cannot be expected below that" in repeat_spread_line(rep)
+
+
+@pytest.mark.skipif(len(list(S9.glob("*"))) < 29 or len(list(S9B.glob("*"))) < 6, reason="committed GPU traces not present")
+def test_split_forecasts_agree_with_the_measured_gains():
+    """Which split is fastest (`spd split`): the H100 profile predicts, for qwen3-4b SPD n=4 alpha 1.0 at cycle level,
+    8/14/8/6 faster than 9/9/9/9 and 7/9/9/11 slower (+4.1% / -6.2% in the validation of those runs), and proposes
+    8/12/9/7. Measured, mean of three interleaved repeats: +3.0% / -9.3% (one host), and 8/12/9/7 +13.5% over
+    9/9/9/9 (another host, same call)."""
+    from statistics import mean
+
+    def tps(folder, split):
+        return mean(r.tokens_per_s for r in load_runs([str(p) for p in sorted(folder.glob(f"*_cycle_split{split}_*"))],
+                                                    require_full=False))
+
+    base = tps(S9, "9-9-9-9")
+    assert tps(S9, "8-14-8-6") > 1.01 * base
+    assert tps(S9, "7-9-9-11") < 0.95 * base
+    assert tps(S9B, "8-12-9-7") > 1.08 * tps(S9B, "9-9-9-9")
+    from sim.calibration.profile import load_profile
+
+    prof = load_profile(Path(__file__).parents[1] / "profiles" / "h100x4_2gpu_s8.json", here={})
+    runs = load_runs([str(S9 / f"qwen3-4b_spd4_a1.0_cycle_split{sp}_c4") for sp in ("9-9-9-9", "8-14-8-6", "7-9-9-11")],
+                     require_full=False)
+    base_p, fast_p, slow_p = (p.predicted_tokens_per_s for p in validate_runs(runs, profile=prof))
+    assert fast_p > base_p > slow_p

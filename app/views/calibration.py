@@ -7,12 +7,12 @@ import streamlit as st
 
 from app import calibration_view, ui
 
-# Where committed trace sets are looked for: $SPD_TRACE_SETS, else traces/ (the committed CPU, 2x H100 and
+# Where committed trace sets are looked for: $SPD_TRACE_SETS, else traces/ (the committed CPU, H100 and
 # 4x H200 sets), data/traces and tests/data beside the app.
 ROOT = Path(__file__).resolve().parents[2]
 SEARCH = [Path(os.environ["SPD_TRACE_SETS"])] if os.environ.get("SPD_TRACE_SETS") else [
     ROOT / "traces", ROOT / "data" / "traces", ROOT / "tests" / "data"]
-DEFAULT_SET = "traces/h100x2"
+DEFAULT_SET = "traces/h100x4_2gpu_s8"
 
 
 @st.cache_data(show_spinner="Fitting and predicting (leave one configuration out)...")
@@ -55,12 +55,12 @@ with ui.input_errors():
                                 index=names.index(DEFAULT_SET) if DEFAULT_SET in names else 0)
             frames = _folder_frames(str(sets[name]))
     else:
-        files = st.file_uploader("trace.jsonl / trace.jsonl.gz files (one per run; include an AR run for speedups)",
+        files = st.file_uploader("trace.jsonl files, plain, .xz or .gz (one per run; include an AR run for speedups)",
                                  accept_multiple_files=True, key="cal_upload")
         if files:
             frames = _upload_frames(tuple((f.name, f.getvalue()) for f in files))
         else:
-            st.info("Upload trace files from `spd run --out DIR` (DIR/trace.jsonl or trace.jsonl.gz).")
+            st.info("Upload trace files from `spd run --out DIR` (DIR/trace.jsonl, or compressed with xz or gzip).")
 
 if frames is not None:
     val, summary, acc = frames

@@ -1,12 +1,10 @@
-"""Find and load run traces: run directories, directories of runs, or compressed ``trace.jsonl.gz`` files."""
+"""Find and load run traces: run directories, directories of runs, or trace files (plain, .xz or .gz)."""
 from __future__ import annotations
 
-import gzip
-import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InputError
+from ..traces import TRACE_FILES
 from .extract import RunMeasurement, measure
 
 
@@ -16,9 +14,9 @@ def trace_files(paths: list[str]) -> list[Path]:
         if p.is_file():
             out.append(p)
         elif p.is_dir():
-            found = sorted(list(p.rglob("trace.jsonl")) + list(p.rglob("trace.jsonl.gz")))
+            found = sorted(f for name in TRACE_FILES for f in p.rglob(name))
             if not found:
-                raise InputError(f"{p}: no trace.jsonl or trace.jsonl.gz under this directory")
+                raise InputError(f"{p}: no {' / '.join(TRACE_FILES)} under this directory")
             out.extend(found)
         else:
             raise InputError(f"{p}: no such file or directory")
@@ -26,17 +24,4 @@ def trace_files(paths: list[str]) -> list[Path]:
 
 
 def load_runs(paths: list[str], require_full: bool = True) -> list[RunMeasurement]:
-    runs = []
-    for f in trace_files(paths):
-        if f.suffix == ".gz":
-            try:
-                text = gzip.decompress(f.read_bytes())
-            except (OSError, EOFError) as exc:
-                raise InputError(f"{f}: not a readable gzip file ({exc})") from None
-            with tempfile.TemporaryDirectory() as tmp:
-                (Path(tmp) / "trace.jsonl").write_bytes(text)
-                m = measure(tmp, require_full)
-            runs.append(replace(m, path=str(f)))
-        else:
-            runs.append(measure(f, require_full))
-    return runs
+    return [measure(f, require_full) for f in trace_files(paths)]

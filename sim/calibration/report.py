@@ -57,9 +57,10 @@ def scatter_svg(preds: list[RunPrediction], size: int = 420) -> str:
 
 
 def write_report(out_dir: str | Path, preds: list[RunPrediction], command: str, max_error: float | None,
-                 profile: str | None = None) -> Path:
+                 profile: str | None = None, repeats: str | None = None) -> Path:
     """``profile``: the path of the one profile every run was predicted from (``spd validate --profile``);
-    None when each run was predicted from a profile of the other configurations (leave-one-configuration-out)."""
+    None when each run was predicted from a profile of the other configurations (leave-one-configuration-out).
+    ``repeats``: the set's noise floor (``validate.repeat_spread_line``), where it has repeated configurations."""
     out = Path(out_dir)
     s = error_summary(preds)
     if profile:
@@ -71,6 +72,8 @@ def write_report(out_dir: str | Path, preds: list[RunPrediction], command: str, 
           how + ", with its own accept/reject sequence replayed (simulator; `cf` = closed form at the run's accept "
           "fraction). Speedups are over the measured / predicted single-device AR of the same model shape.", "",
           "```", table(preds), "```", "", "![predicted vs measured](scatter.svg)", ""]
+    if repeats:
+        md += ["**Noise floor**: " + repeats.removeprefix("repeats: ") + ".", ""]
     if max_error is not None:
         md.append(f"Error bound `--max-error {max_error}`: "
                   + ("met" if s["max_abs_rel_error"] is not None and s["max_abs_rel_error"] <= max_error else "EXCEEDED"))

@@ -178,6 +178,26 @@ def error_summary(preds: list[RunPrediction]) -> dict:
             "max_abs_rel_error": float(np.max(errs)) if errs else None}
 
 
+def repeat_spread(runs: list[RunMeasurement]) -> dict:
+    """The noise floor of a set: configurations measured more than once at one trace level, and the spread of
+    their tokens/s, (max - min) / mean. A single run cannot be predicted closer than its repeats agree."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for r in runs:
+        groups.setdefault((r.config_key, r.trace_level), []).append(r.tokens_per_s)
+    spreads = [(max(v) - min(v)) / float(np.mean(v)) for v in groups.values() if len(v) > 1]
+    return {"repeated_configurations": len(spreads),
+            "median_spread": float(np.median(spreads)) if spreads else None,
+            "max_spread": float(np.max(spreads)) if spreads else None}
+
+
+def repeat_spread_line(rep: dict) -> str | None:
+    if not rep["repeated_configurations"]:
+        return None
+    return (f"repeats: {rep['repeated_configurations']} configuration(s) measured more than once; their tokens/s "
+            f"spread ((max - min) / mean) by up to {100 * rep['max_spread']:.1f}% (median "
+            f"{100 * rep['median_spread']:.1f}%): a single run's error cannot be expected below that")
+
+
 def self_check(runs: list[RunMeasurement]) -> dict:
     """``spd calibrate --self-check``: leave-one-configuration-out over the runs a profile is fitted on, the
     error summary (speedup, else tokens/s) of the pipeline runs by trace level ("full", "cycle")."""

@@ -1,8 +1,8 @@
 """`spd calibrate TRACES... -o profile.json` | `spd calibrate --published [PATH] -o profile.json`.
 
 Fits a hardware/software profile (docs/calibration.md) from executor traces (run directories, folders of
-them, or trace.jsonl.gz files). ``--published`` builds the published implementation's profile from its
-cycle breakdowns and two wall-clock speedups (shared/data/published_spd.json) instead.
+them, or trace files, plain or xz / gzip compressed). ``--published`` builds the published implementation's
+profile from its cycle breakdowns and two wall-clock speedups (shared/data/published_spd.json) instead.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 
 
 def add_arguments(p) -> None:
-    p.add_argument("traces", nargs="*", help="run directories / folders of runs / trace.jsonl(.gz) files")
+    p.add_argument("traces", nargs="*", help="run directories / folders of runs / trace.jsonl(.xz|.gz) files")
     p.add_argument("-o", "--out", required=True, help="profile JSON to write")
     p.add_argument("--published", nargs="?", const="", default=None, metavar="PATH",
                    help="build the published implementation's profile (default PATH: the shared published_spd.json)")

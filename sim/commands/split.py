@@ -40,8 +40,8 @@ def run(args) -> int:
               f"{c.balanced_tokens_per_s:.1f} tok/s; best {'/'.join(map(str, c.best))} {c.best_tokens_per_s:.1f} "
               f"tok/s ({100 * c.gain:+.1f} %, {c.evaluated} splits simulated); spd run --stage-split "
               f"{c.stage_split_arg}")
-    # the one split measured on GPUs (qwen3-4b n=4, 7/9/9/11: +3.0%) is predicted -9% by session 8's model, whose
-    # traced critical path is not the untraced one (docs/calibration.md, "Which split")
-    print("note: split forecasts are not validated: measure the proposed split against the balanced one in one "
-          "call before relying on it (docs/calibration.md, \"Which split\")")
+    # checked once (session 9, qwen3-4b n=4 on 4x H100, results/h100x4/executor_s9/split.md): the ranking held, but the
+    # proposed split's gain was under-stated (+4.8% predicted, +13.5% measured) and repeats spread by up to 8%
+    print("note: split forecasts rank splits, their gains are rough (one check, 4x H100: docs/calibration.md, "
+          "\"Which split\"); measure the proposed split against the balanced one, repeated, before relying on it")
     return 0

@@ -10,7 +10,7 @@ import sys
 
 
 def add_arguments(p) -> None:
-    p.add_argument("runs", nargs="*", help="run directories / folders of runs / trace.jsonl(.gz) files")
+    p.add_argument("runs", nargs="*", help="run directories / folders of runs / trace.jsonl(.xz|.gz) files")
     p.add_argument("-o", "--out", default=None, help="report directory (report.md, scatter.svg, validation.json)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--profile-from-others", action="store_true",
@@ -45,14 +45,17 @@ def run(args) -> int:
     from ..calibration.inputs import load_runs
     from ..calibration.profile import load_profile, local_environment
     from ..calibration.report import table, write_report
-    from ..calibration.validate import error_summary, validate_runs
+    from ..calibration.validate import error_summary, repeat_spread, repeat_spread_line, validate_runs
 
     runs = load_runs(args.runs, require_full=False)  # cycle-level runs: predicted, never fitted
     prof = load_profile(args.profile, runs[0].environment) if args.profile else None
     preds = validate_runs(runs, prof, seed=args.seed, spread=args.spread)
     print(table(preds))
+    repeats = repeat_spread_line(repeat_spread(runs))
+    if repeats:
+        print(repeats)
     cmd = "spd validate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "spd validate"
-    out = write_report(args.out, preds, cmd, args.max_error, args.profile)
+    out = write_report(args.out, preds, cmd, args.max_error, args.profile, repeats)
     print(f"report: {out / 'report.md'} (scatter.svg, validation.json)")
     s = error_summary(preds)
     if s["predicted"] == 0:
