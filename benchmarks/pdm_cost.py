@@ -4,6 +4,7 @@ SPD hides the draft when PDM time <= stage time (SPEC.md 1.2, "zero bubble"). Ea
 ``--reps`` after warm-up, for a random-weight model of a named shape (latency does not depend on values).
 
     .venv/bin/python benchmarks/pdm_cost.py --shape smollm2-135m --stages 2 4 --device cpu
+    .venv/bin/python benchmarks/pdm_cost.py --stages 4 --draft-vocab 16384 --tower-ffn 640 --agg-rank 64 --device cpu
 """
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ def main() -> None:
     ap.add_argument("--stages", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--tower-layers", type=int, default=2)
     ap.add_argument("--draft-vocab", type=int, default=None, help="draft vocabulary size (default: full)")
+    ap.add_argument("--tower-ffn", type=int, default=None, help="tower FFN width (default: half the target's)")
+    ap.add_argument("--agg-rank", type=int, default=32, help="aggregation rank (0 = full matrices)")
     ap.add_argument("--prefix", type=int, default=128, help="tokens already in the caches")
     ap.add_argument("--device", default=None)
     ap.add_argument("--dtype", default=None)
@@ -49,7 +52,7 @@ def main() -> None:
     c, dev = model.config, model.device
     d = c.hidden_size
     print(f"shape={c.name} device={dev} dtype={model.dtype} prefix={args.prefix} tower_layers={args.tower_layers} "
-          f"draft_vocab={args.draft_vocab or c.vocab_size}")
+          f"tower_ffn={args.tower_ffn or d // 2} agg_rank={args.agg_rank or 'full'} draft_vocab={args.draft_vocab or c.vocab_size}")
     print(f"{'n':>3} {'stage_layers':>12} {'stage_ms':>9} {'pdm_ms':>8} {'pdm/stage':>9}")
     for n in args.stages:
         start, end = stage_bounds(c.num_layers, n)[0]
@@ -60,8 +63,9 @@ def main() -> None:
         stage_ms = _median_ms(lambda: stage(x, pos, cache), args.reps, dev)
 
         vocab = None if args.draft_vocab is None else torch.arange(args.draft_vocab)  # latency ignores which ids
-        pdm = PipelineDraftModule(model, PDMConfig.default(c, n, tower_layers=args.tower_layers,
-                                                           draft_vocab_size=args.draft_vocab), vocab_ids=vocab)
+        shape = dict(tower_layers=args.tower_layers, draft_vocab_size=args.draft_vocab, agg_rank=args.agg_rank or None,
+                     **({"tower_ffn": args.tower_ffn} if args.tower_ffn else {}))
+        pdm = PipelineDraftModule(model, PDMConfig.default(c, n, **shape), vocab_ids=vocab)
         A, L = pdm.config.anchors, c.num_layers
 
         def feat(p: int, lp: int) -> TokenFeatures:

@@ -240,9 +240,10 @@ class PipelineDraftModule(nn.Module):
             return w
         # Gathering the rows every cycle would copy V_draft x d per draft (160 MB for a 32k subset of a 4B
         # model): keep the gathered copy while the (frozen) embedding stays the same tensor.
-        # (an inference-mode copy cannot be saved for backward: training must not reuse it)
-        key = (w.data_ptr(), w._version, w.dtype, w.device, self.vocab_ids.data_ptr(),
-               torch.is_inference_mode_enabled())
+        # (an inference-mode copy cannot be saved for backward: training must not reuse it; a target created
+        # under inference mode has inference tensors, which keep no version counter)
+        version = None if w.is_inference() else w._version
+        key = (w.data_ptr(), version, w.dtype, w.device, self.vocab_ids.data_ptr(), torch.is_inference_mode_enabled())
         if self._tied_key != key:
             self._tied_weight, self._tied_key = w[self.vocab_ids], key
         return self._tied_weight

@@ -190,3 +190,15 @@ def test_default_smollm2_checkpoint_is_small():
         pdm = PipelineDraftModule(target, PDMConfig.default(cfg, n))
         size = sum(t.numel() * t.element_size() for t in pdm.stored_tensors(torch.bfloat16).values())
         assert 1e6 < size <= 8 * 2 ** 20, (n, size)
+
+
+def test_tied_head_of_a_target_built_under_inference_mode():
+    """A target loaded inside ``torch.inference_mode`` (as benchmarks/pdm_cost.py does) has inference tensors
+    without a version counter: the draft-vocabulary head still gathers its rows and gives the full head's logits
+    on those ids."""
+    with torch.inference_mode():
+        tgt = random_model(CFG, torch.device("cpu"), torch.float32, seed=3)
+        ids = torch.tensor([1, 5, 7, 40])
+        pdm = PipelineDraftModule(tgt, PDMConfig.default(CFG, 2, draft_vocab_size=4), vocab_ids=ids)
+        h = torch.randn(CFG.hidden_size)
+        torch.testing.assert_close(pdm.logits(h), (tgt.norm(h) @ tgt.tok_embeddings.weight.t()).float()[ids])
