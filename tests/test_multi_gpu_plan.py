@@ -119,3 +119,12 @@ def test_speculative_control_plan_pairs_every_run_with_its_default_twin():
             assert s.name.replace("_cycle_spec", "_cycle") in names
         assert f"{s.shape.split(':')[1]}_ar_cycle_c1" in names
     assert sum(em.estimate_s(s) for s in runs) < 560
+
+
+def test_launch_estimate_grows_with_the_decoded_tokens():
+    """Longer runs (issue 6's noise floor: 8 prompts x 256 tokens instead of 4 x 64) take longer to launch and
+    decode: the estimate behind --budget-s and --list grows with them, and is unchanged at the default."""
+    spec = next(s for s in em.build_plan("x4") if s.method == "spd" and s.shape == "random:qwen3-4b")
+    base = em.estimate_s(spec)
+    assert em.estimate_s(spec, em.DEFAULT_DECODE_TOKENS) == base
+    assert em.estimate_s(spec, 8 * 256) == pytest.approx(base + 0.012 * (8 * 256 - 4 * 64))

@@ -148,16 +148,23 @@ DEFAULT_MODEL_CKPT = "reference/checkpoints/smollm2-pdm-n4"
 # n=2 pipeline/SPD 25-28.5 s (model load + CUDA graph capture + replay reference pass + warm-up + decode; the
 # 4B shape ~2.5 s slower than 135M). n > 2 was never measured on one GPU per stage: +15% margin.
 _SIZE_S = {"qwen3-4b": 2.5, "llama-3.1-8b": 5.0}
+# Runs longer than the default 4 prompts x 64 tokens: seconds per extra decoded token (the AR reference pass of a
+# replay run plus the decode itself, at session 9's 4x H100 rates: 4B AR 180 tok/s, SPD 170-330 tok/s; 8B AR 134).
+# Not yet checked against a longer run: read --list with a margin.
+_PER_TOKEN_S = {"qwen3-4b": 0.012, "llama-3.1-8b": 0.016}
+DEFAULT_DECODE_TOKENS = 4 * 64
 
 
-def estimate_s(spec: Spec) -> float:
+def estimate_s(spec: Spec, decode_tokens: int = DEFAULT_DECODE_TOKENS) -> float:
     size = next((v for k, v in _SIZE_S.items() if k in spec.shape), 0.0)
+    per_token = next((v for k, v in _PER_TOKEN_S.items() if k in spec.shape), 0.006)
+    extra = per_token * max(0, decode_tokens - DEFAULT_DECODE_TOKENS)
     full = 1.5 if spec.trace == "full" else 0.0
     if spec.method == "ar":
-        return 19.5 + size + full
+        return 19.5 + size + full + extra
     t = 22.5 + 1.5 * spec.n + size + full + (0.5 if spec.method == "spd" else 0.0)
     t += 1.0 * max((spec.draft_layers or 2) - 2, 0)  # a deeper (eager) draft tower: slightly longer decode
-    return t * (1.15 if spec.n > 2 else 1.0)
+    return t * (1.15 if spec.n > 2 else 1.0) + extra
 
 
 def _one_per_gpu(n: int) -> str:
@@ -392,14 +399,15 @@ def main(argv: list[str] | None = None) -> int:
                          "and each failure can take the 180-s run timeout)")
     ap.add_argument("--list", action="store_true", help="print the plan (name, call, placement, estimate) and exit")
     args = ap.parse_args(argv)
+    tokens = args.prompts * args.max_new_tokens  # decoded per run: the launch-time estimate grows with it
     if args.list:
         plan = smoke_plan(args.plan) if args.smoke else build_plan(args.plan, args.gguf)
         total: dict[int, float] = {}
         for s in plan:
             if args.call is None or s.call == args.call:
-                total[s.call] = total.get(s.call, 0.0) + estimate_s(s)
+                total[s.call] = total.get(s.call, 0.0) + estimate_s(s, tokens)
                 print(f"call {s.call}  {s.name:34s} {s.group:13s} {s.trace:5s} n={s.n} "
-                      f"placement={s.placement or '-':18s} est {estimate_s(s):5.1f} s")
+                      f"placement={s.placement or '-':18s} est {estimate_s(s, tokens):5.1f} s")
         print("estimated launch time per call: " + ", ".join(f"call {c}: {t:.0f} s" for c, t in sorted(total.items())))
         return 0
     if args.plan == "x4-default-model" and not args.smoke and not args.gguf:
@@ -452,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         left = args.budget_s - (time.monotonic() - t_start)
         # multi-GPU plans: skip a run whose estimated launch time no longer fits (the device call has a hard limit)
-        need = estimate_s(spec) if args.plan != "x2" and not args.smoke else 15.0
+        need = estimate_s(spec, tokens) if args.plan != "x2" and not args.smoke else 15.0
         if left < need:
             print(f"[skip] {spec.name}: budget spent ({left:.0f} s left, needs ~{need:.0f} s)", flush=True)
             skipped.append(spec.name)
