@@ -246,7 +246,7 @@ def test_split_forecasts_agree_with_the_measured_gains():
     """Which split is fastest (`spd split`): the H100 profile predicts, for qwen3-4b SPD n=4 alpha 1.0 at cycle level,
     8/14/8/6 faster than 9/9/9/9 and 7/9/9/11 slower (+4.1% / -6.2% in the validation of those runs), and proposes
     8/12/9/7. Measured, mean of three interleaved repeats: +3.0% / -9.3% (one host), and 8/12/9/7 +13.5% over
-    9/9/9/9 (another host, same call)."""
+    9/9/9/9 (another host; both splits in one call)."""
     from statistics import mean
 
     def tps(folder, split):
