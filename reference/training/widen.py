@@ -32,16 +32,20 @@ def widen_into(new: PipelineDraftModule, old: PipelineDraftModule) -> None:
         raise ValueError(f"cannot widen {old.config} into {new.config}")
     f_old, f_new = old.config.tower_ffn, new.config.tower_ffn
     mine = new.state_dict()
+
+    def factored(name: str) -> bool:  # aggregate.<j>.<0|1>.weight: the two factors of a rank-r aggregation
+        return name.startswith("aggregate.") and name.count(".") == 3
+
     for name, w in old.state_dict().items():
         dst = mine[name]
         w = w.to(dst.dtype)
         if name.endswith("ffn.w13.weight"):  # [gate; up] rows: old units first in each half, new ones random
             dst[:f_old] = w[:f_old]
             dst[f_new:f_new + f_old] = w[f_old:]
-        elif name.endswith("ffn.w2.weight") or (name.startswith("aggregate.") and name.endswith(".1.weight")):
+        elif name.endswith("ffn.w2.weight") or (factored(name) and name.endswith(".1.weight")):
             dst.zero_()  # output weights: the new units' columns start at zero so they add nothing yet
             dst[:, :w.shape[1]] = w
-        elif name.startswith("aggregate.") and name.endswith(".0.weight"):
+        elif factored(name) and name.endswith(".0.weight"):
             dst[:w.shape[0]] = w  # the aggregation's down-projection: new rank rows keep their random init
         else:
             dst.copy_(w)
