@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from sim.calibration.extract import RunMeasurement, measure_trace
-from sim.calibration.validate import error_summary, validate_runs
+from sim.calibration.validate import error_summary, repeat_spread, repeat_spread_line, validate_runs
 from sim.closed_form import spd_accept_length_finite
 from sim.errors import InputError
 from sim.traces import TRACE_FILES, Trace, find_trace_file, load_trace
@@ -92,7 +92,7 @@ PREDICTED_ONLY = "predicted only (cycle-level pipeline trace)"
 def validation_frame(runs: list[Run], seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Measured vs predicted tokens/s and speedup, one row per run, and the error summary: exactly
     `validate_runs` on the set (leave one configuration out; cycle-level runs are predicted from the
-    fittable runs of the other configurations, never fitted)."""
+    fittable runs of the other configurations, never fitted), with the repeat spread as `spd validate` prints it."""
     ms = [m for _, m in runs]
     preds = [(FITTED if m.fittable else PREDICTED_ONLY, p) for m, p in zip(ms, validate_runs(ms, seed=seed))]
 
@@ -114,6 +114,7 @@ def validation_frame(runs: list[Run], seed: int = 0) -> tuple[pd.DataFrame, dict
             "notes": "; ".join(p.notes),
         })
     summary = error_summary([p for _, p in preds])
+    summary["repeats"] = repeat_spread_line(repeat_spread(ms))  # the set's noise floor (None: nothing repeated)
     return pd.DataFrame(rows), summary
 
 

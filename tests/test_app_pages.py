@@ -156,3 +156,14 @@ def test_calibration_upload_good_traces():
     assert list(table["method"]) == ["ar", "ar_pipeline", "spd"]
     ar = table["measured_tokens_per_s"].iloc[0]
     assert table["measured_speedup"].iloc[1] == pytest.approx(table["measured_tokens_per_s"].iloc[1] / ar)
+
+
+def test_calibration_shows_the_noise_floor_of_a_set_with_repeats():
+    """A committed set whose configurations were run more than once (session 9's split repeats on a second host)
+    gets the repeat spread under the metrics, as `spd validate` prints it; a set without repeats gets none."""
+    at = _open("calibration")
+    assert not [c for c in at.caption if "measured more than once" in c.value]  # the default set: no repeats
+    at.selectbox(key="cal_set").set_value("traces/h100x4b_s9").run()
+    assert not at.exception and not at.error
+    floor = [c.value for c in at.caption if "measured more than once" in c.value]
+    assert len(floor) == 1 and floor[0].startswith("Noise floor: 2 configuration(s)"), floor

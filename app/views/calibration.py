@@ -72,6 +72,8 @@ if frames is not None:
                 help="Relative error of the predicted speedup over AR where the set has a measured AR run of the "
                      "same shape, else of tokens/s (as `spd validate`).")
     c[3].metric("max |error|", _pct(summary["max_abs_rel_error"]))
+    if summary.get("repeats"):
+        st.caption("Noise floor: " + summary["repeats"].removeprefix("repeats: ") + ".")
     left, right = st.columns(2)
     with left:
         st.plotly_chart(calibration_view.validation_scatter(val, "speedup"), width="stretch",
