@@ -228,7 +228,8 @@ def test_four_gpu_h100_runs_forecast_from_the_two_gpu_profile_of_another_host():
     from sim.calibration.profile import load_profile
 
     prof = load_profile(Path(__file__).parents[1] / "profiles" / "h100x4_2gpu_s8.json", here={})
-    preds = validate_runs(load_runs([str(S9)], require_full=False), profile=prof)
+    runs = load_runs([str(S9)], require_full=False)
+    preds = validate_runs(runs, profile=prof)
     s = error_summary(preds)
     assert s["predicted"] == 29, s
     assert s["median_abs_rel_error"] <= 0.025, s
@@ -236,7 +237,7 @@ def test_four_gpu_h100_runs_forecast_from_the_two_gpu_profile_of_another_host():
     # the set's noise floor, as `spd validate` prints it: qwen3-4b AR and the cycle-level splits were repeated
     from sim.calibration.validate import repeat_spread, repeat_spread_line
 
-    rep = repeat_spread(load_runs([str(S9)], require_full=False))
+    rep = repeat_spread(runs)
     assert rep["repeated_configurations"] >= 4 and 0.05 < rep["max_spread"] < 0.12, rep
     assert "a single run's error cannot be expected below that" in repeat_spread_line(rep)
 

@@ -73,7 +73,7 @@ if frames is not None:
                      "same shape, else of tokens/s (as `spd validate`).")
     c[3].metric("max |error|", _pct(summary["max_abs_rel_error"]))
     if summary.get("repeats"):
-        st.caption("Noise floor: " + summary["repeats"].removeprefix("repeats: ") + ".")
+        st.caption(f"Noise floor: {summary['repeats']}.")
     left, right = st.columns(2)
     with left:
         st.plotly_chart(calibration_view.validation_scatter(val, "speedup"), width="stretch",

@@ -73,7 +73,7 @@ def write_report(out_dir: str | Path, preds: list[RunPrediction], command: str, 
           "fraction). Speedups are over the measured / predicted single-device AR of the same model shape.", "",
           "```", table(preds), "```", "", "![predicted vs measured](scatter.svg)", ""]
     if repeats:
-        md += ["**Noise floor**: " + repeats.removeprefix("repeats: ") + ".", ""]
+        md += [f"**Noise floor**: {repeats}.", ""]
     if max_error is not None:
         md.append(f"Error bound `--max-error {max_error}`: "
                   + ("met" if s["max_abs_rel_error"] is not None and s["max_abs_rel_error"] <= max_error else "EXCEEDED"))

@@ -191,9 +191,10 @@ def repeat_spread(runs: list[RunMeasurement]) -> dict:
 
 
 def repeat_spread_line(rep: dict) -> str | None:
+    """``repeat_spread`` as one sentence (None: nothing repeated), for the CLI, the report and the dashboard."""
     if not rep["repeated_configurations"]:
         return None
-    return (f"repeats: {rep['repeated_configurations']} configuration(s) measured more than once; their tokens/s "
+    return (f"{rep['repeated_configurations']} configuration(s) measured more than once; their tokens/s "
             f"spread ((max - min) / mean) by up to {100 * rep['max_spread']:.1f}% (median "
             f"{100 * rep['median_spread']:.1f}%): a single run's error cannot be expected below that")
 

@@ -53,7 +53,7 @@ def run(args) -> int:
     print(table(preds))
     repeats = repeat_spread_line(repeat_spread(runs))
     if repeats:
-        print(repeats)
+        print(f"repeats: {repeats}")
     cmd = "spd validate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "spd validate"
     out = write_report(args.out, preds, cmd, args.max_error, args.profile, repeats)
     print(f"report: {out / 'report.md'} (scatter.svg, validation.json)")
