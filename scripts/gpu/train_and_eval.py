@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""GPU driver for issue 5 (docs/training.md "GPU runs"): two modes, each one device call of at most 10 minutes.
+"""GPU driver for issue 5 (docs/training.md "GPU runs"): two modes, each one device call of at most 10 minutes
+(and ``data``: only a new data set, for the experiment scripts of scripts/gpu/, e.g. train_wide_n4.sh).
 
   python scripts/gpu/train_and_eval.py train --model /var/tmp/model/smol.gguf --budget-s 480 [--gpus 2]
       data generation (--gen-budget-s, default a quarter of the budget and at most 150 s; with --gpus G, G
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -110,6 +112,33 @@ def pack(ckpt_dir: Path, out: Path, limit: int = RETURN_LIMIT) -> list[Path]:
     return tars
 
 
+def generate_data(a: argparse.Namespace, files: list[Path], seed: int, budget_s: float, log: Path) -> int:
+    """Training data, one prompt shard per file, in parallel (shard i of len(files) on GPU i)."""
+    small = ["--topics", "2", "--self-instruct", "1", "--doc-prompts", "2", "--max-prompts", "6",
+             "--max-new-tokens", "12"] if a.smoke else ["--self-instruct", str(a.self_instruct)]
+    return sh_parallel([[PY, "-m", "reference.training.make_data", "--model", a.model, "--out", str(f),
+                         "--seed", str(seed), "--shard", f"{i}/{len(files)}", "--budget-s", str(budget_s),
+                         "--gen-batch", "384", "--no-progress"] + small for i, f in enumerate(files)], log,
+                       timeout=budget_s + 120)
+
+
+def data_only(a: argparse.Namespace, out: Path, log: Path) -> int:
+    """Mode ``data``: a new data set (--data-seed, --gen-budget-s, one shard per GPU) in --work, its provenance
+    JSON copied to --out, the comma list of its shards written to OUT/data_files.txt (for the shell drivers)."""
+    seed = a.data_seed if a.data_seed is not None else a.seed
+    files = [Path(a.work) / f"data{i}_seed{seed}.safetensors" for i in range(a.gpus)]
+    Path(a.work).mkdir(parents=True, exist_ok=True)
+    rc = generate_data(a, files, seed, a.gen_budget_s or 100.0, log)
+    made = [f for f in files if f.is_file()]
+    for f in made:
+        shutil.copy(f.with_suffix(".json"), out / f.with_suffix(".json").name)
+    if not made:
+        print(f"train_and_eval: no data generated (see {log})", file=sys.stderr)
+        return rc or 1
+    (out / "data_files.txt").write_text(",".join(map(str, made)) + "\n")
+    return rc
+
+
 def train(a: argparse.Namespace, out: Path, log: Path) -> int:
     t0 = time.time()
     work = Path(a.work)
@@ -124,14 +153,7 @@ def train(a: argparse.Namespace, out: Path, log: Path) -> int:
     generate = not all(d.is_file() for d in data)
     data_seed = a.data_seed if a.data_seed is not None else a.seed
     if generate:
-        gen_budget = a.gen_budget_s or min(150.0, a.budget_s * 0.25)
-        small = ["--topics", "2", "--self-instruct", "1", "--doc-prompts", "2", "--max-prompts", "6",
-                 "--max-new-tokens", "12"] if a.smoke else ["--self-instruct", str(a.self_instruct)]
-        rc = sh_parallel([[PY, "-m", "reference.training.make_data", "--model", a.model, "--out", str(data[i]),
-                           "--seed", str(data_seed), "--shard", f"{i}/{G}",
-                           "--budget-s", str(gen_budget),
-                           "--gen-batch", "384", "--no-progress"] + small for i in range(G)], log,
-                         timeout=gen_budget + 120)
+        rc = generate_data(a, data, data_seed, a.gen_budget_s or min(150.0, a.budget_s * 0.25), log)
         if rc != 0:
             return rc
     for tar in a.resume_tar or []:
@@ -227,7 +249,7 @@ def evaluate(a: argparse.Namespace, out: Path, log: Path) -> int:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("mode", choices=("train", "eval"))
+    p.add_argument("mode", choices=("train", "eval", "data"))
     p.add_argument("--model", required=True, help="GGUF path on the GPU machine, e.g. /var/tmp/model/smol.gguf")
     p.add_argument("--budget-s", type=float, default=480.0)
     p.add_argument("--out", default=os.environ.get("OUT", "out"))
@@ -269,7 +291,7 @@ def main() -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / f"{a.mode}.log"
-    return train(a, out, log) if a.mode == "train" else evaluate(a, out, log)
+    return {"train": train, "eval": evaluate, "data": data_only}[a.mode](a, out, log)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ work=${WORK:-/var/tmp/spd-train/lv}
 out=${OUT:-out}
 mkdir -p "$work/ckpt" "$out"
 
-new=$(bash scripts/gpu/gen_data.sh "$gen_s" "$seed" "$work") || exit 1
+python scripts/gpu/train_and_eval.py data --model /var/tmp/model/smol.gguf --gpus "${GPUS:-4}" --data-seed "$seed" \
+  --gen-budget-s "$gen_s" --self-instruct 18 --work "$work" --out "$out" ${SMOKE:+--smoke} > /dev/null || exit 1
+new=$(cat "$out/data_files.txt")
 all="$new${EXTRA_DATA:+,$EXTRA_DATA}"
 n4data="$new${EXTRA_DATA_N4:+,$EXTRA_DATA_N4}"
 echo "data (n=2): $all"

@@ -7,7 +7,7 @@
 #   gpu 1  smollm2wl-pdm-n4   widened, lr 3e-4 (a gentler continuation)
 #   gpu 2  smollm2c-pdm-n4    the committed shape continued, lr 1e-3: the control for the new data alone
 #   gpu 3  smollm2wb-pdm-n4   widened, lr 1e-3, batch 64
-# Data: a new data seed (gen_data.sh, one shard per GPU) plus $EXTRA_DATA (comma list; 7.3 M tokens in all is
+# Data: a new data seed (train_and_eval.py data, one shard per GPU) plus $EXTRA_DATA (comma list; 7.3 M tokens in all is
 # what fits an 80-GB card for a drafter with 6 hidden indices).
 # Usage (4 GPUs, model at /var/tmp/model/smol.gguf, prompts in $SPD_PROMPTS_DIR):
 #   bash scripts/gpu/train_wide_n4.sh GEN_S TRAIN_S SEED
@@ -23,7 +23,9 @@ work=${WORK:-/var/tmp/spd-train/wide}
 out=${OUT:-out}
 mkdir -p "$work" "$out"
 
-new=$(bash scripts/gpu/gen_data.sh "$gen_s" "$seed" "$work") || exit 1
+python scripts/gpu/train_and_eval.py data --model /var/tmp/model/smol.gguf --gpus "${GPUS:-4}" --data-seed "$seed" \
+  --gen-budget-s "$gen_s" --self-instruct 18 --work "$work" --out "$out" ${SMOKE:+--smoke} > /dev/null || exit 1
+new=$(cat "$out/data_files.txt")
 data="$new${EXTRA_DATA:+,$EXTRA_DATA}"
 echo "data: $data"
 
@@ -49,6 +51,6 @@ tail -n 2 "$out"/train?.log
 rm -rf "$work/ckpt/.work"
 tar -C "$work/ckpt" -cf "$out/ckpt-a.tar" smollm2w-pdm-n4 smollm2wl-pdm-n4
 tar -C "$work/ckpt" -cf "$out/ckpt-b.tar" smollm2c-pdm-n4 smollm2wb-pdm-n4
-(cd "$out" && tar -cf logs.tar --remove-files gen*.log train*.log data*_seed"$seed".json)
+(cd "$out" && tar -cf logs.tar --remove-files data.log data_files.txt train*.log data*_seed"$seed".json)
 ls -la "$out"
 exit "$rc"
