@@ -139,7 +139,7 @@ def test_extra_layout_stages_train_an_n2_drafter_on_the_n3_staircase(target):
     assert abs(losses["n2"] - losses["n3"]) > 1e-6  # without the option: the n=2 staircase, another loss
 
 
-def test_train_draft_command_end_to_end(tmp_path):
+def test_train_draft_command_end_to_end(tmp_path, capsys):
     """Data file -> spd train-draft (three methods) -> checkpoints with train.json that load back."""
     from reference.training.checkpoints import load_checkpoint
     from reference.training.data import TrainingData
@@ -176,6 +176,12 @@ def test_train_draft_command_end_to_end(tmp_path):
     assert (wide.config.tower_ffn, wide.config.agg_rank) == (24, 6)
     assert meta3["warm_started_from"]["widened_from"] == {"tower_ffn": 16, "agg_rank": 4}
     assert meta3["warm_started_from"]["steps"] == 3
+    # a narrower shape than the checkpoint cannot continue it: trained from scratch, and it says so
+    shutil.rmtree(tmp_path / "ck" / ".work")
+    capsys.readouterr()
+    assert main(args + ["--methods", "spd"]) == 0
+    assert "smollm2-pdm-n2 has another shape (tower_ffn 24, agg_rank 6, ...) than asked for" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "ck" / "smollm2-pdm-n2", tgt)[1]["warm_started_from"] is None
     # bad input: one line, exit 2
     assert main(args[:4] + [str(tmp_path / "missing.safetensors")] + args[5:]) == 2
     assert main(args + ["--stages", "1"]) == 2

@@ -197,7 +197,8 @@ def _warm_start(pdm, ckpt_dir: Path, state_dir: Path) -> dict | None:
     old = PipelineDraftModule.load(ckpt_dir, pdm.target)
     if (old.vocab_ids is None) != (pdm.vocab_ids is None) or (
             old.vocab_ids is not None and not torch.equal(old.vocab_ids, pdm.vocab_ids)):
-        return None  # another vocabulary: start over
+        print(f"warm start: {ckpt_dir.name} has another draft vocabulary: trained from scratch")
+        return None
     widened = None
     if old.config == pdm.config:
         pdm.load_state_dict({k: v.to(pdm.state_dict()[k].dtype) for k, v in old.state_dict().items()})
@@ -206,8 +207,10 @@ def _warm_start(pdm, ckpt_dir: Path, state_dir: Path) -> dict | None:
         widened = {"tower_ffn": old.config.tower_ffn, "agg_rank": old.config.agg_rank}
         print(f"warm start: {ckpt_dir.name} widened from tower_ffn {old.config.tower_ffn}, agg_rank "
               f"{old.config.agg_rank} to {pdm.config.tower_ffn}, {pdm.config.agg_rank} (same function)")
-    else:
-        return None  # another shape: start over
+    else:  # a wider or otherwise different checkpoint cannot be continued as this shape
+        print(f"warm start: {ckpt_dir.name} has another shape (tower_ffn {old.config.tower_ffn}, agg_rank "
+              f"{old.config.agg_rank}, ...) than asked for: trained from scratch")
+        return None
     prev = json.loads((ckpt_dir / TRAIN_META).read_text())
     res = ((prev.get("training") or {}).get("result") or {})
     return {"steps": res.get("steps"), "wall_s": res.get("wall_s"), "previous": prev.get("warm_started_from"),

@@ -12,6 +12,8 @@
 # Usage (4 GPUs, model at /var/tmp/model/smol.gguf, prompts in $SPD_PROMPTS_DIR):
 #   bash scripts/gpu/train_layout_variants.sh GEN_S TRAIN_S SEED   -> $OUT/ckpt.tar, $OUT/train*.log, data json
 # SMOKE=1 shrinks data generation and training to a CPU test of the plumbing (warm starts included).
+# (Written for session 8's narrow n=4 drafter; since session 9 the committed one is wider, so the n=4 variants here
+# start from scratch, as train-draft's warm start then says, unless given --tower-ffn 640 --agg-rank 64.)
 # then `python scripts/gpu/train_and_eval.py eval --checkpoints DIR ...` on the drafters of $OUT/ckpt.tar.
 set -u
 cd "$(dirname "$0")/../.."
