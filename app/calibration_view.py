@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 
 from sim.calibration.extract import RunMeasurement, measure_trace
-from sim.calibration.validate import error_summary, repeat_spread, repeat_spread_line, validate_runs
+from sim.calibration.profile import environment_mismatch, load_profile
+from sim.calibration.validate import (configuration_errors, configuration_errors_line, error_summary, repeat_spread,
+                                      repeat_spread_line, validate_runs)
 from sim.closed_form import spd_accept_length_finite
 from sim.errors import InputError
 from sim.traces import TRACE_FILES, Trace, find_trace_file, load_trace
@@ -89,12 +91,20 @@ FITTED = "left out of the fit"
 PREDICTED_ONLY = "predicted only (cycle-level pipeline trace)"
 
 
-def validation_frame(runs: list[Run], seed: int = 0) -> tuple[pd.DataFrame, dict]:
+FORECAST = "forecast from the profile"
+
+
+def validation_frame(runs: list[Run], seed: int = 0, profile: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
     """Measured vs predicted tokens/s and speedup, one row per run, and the error summary: exactly
     `validate_runs` on the set (leave one configuration out; cycle-level runs are predicted from the
-    fittable runs of the other configurations, never fitted), with the repeat spread as `spd validate` prints it."""
+    fittable runs of the other configurations, never fitted), with the repeat spread and the error of each
+    configuration's mean as `spd validate` prints them. ``profile``: a profile file that predicts every run
+    instead (`spd validate --profile`), e.g. a set measured on other GPUs or another host."""
     ms = [m for _, m in runs]
-    preds = [(FITTED if m.fittable else PREDICTED_ONLY, p) for m, p in zip(ms, validate_runs(ms, seed=seed))]
+    prof = load_profile(profile) if profile else None
+    roles = [FORECAST if prof else FITTED if m.fittable else PREDICTED_ONLY for m in ms]
+    validated = validate_runs(ms, prof, seed=seed)
+    preds = list(zip(roles, validated))
 
     def pct(v: float | None) -> float:
         return 100.0 * v if v is not None else np.nan
@@ -115,6 +125,9 @@ def validation_frame(runs: list[Run], seed: int = 0) -> tuple[pd.DataFrame, dict
         })
     summary = error_summary([p for _, p in preds])
     summary["repeats"] = repeat_spread_line(repeat_spread(ms))  # the set's noise floor (None: nothing repeated)
+    summary["configurations"] = configuration_errors_line(configuration_errors(ms, validated))  # None: no repeats
+    # what differs between the profile's machine and the traces' (torch, CUDA, driver, device names)
+    summary["profile_mismatch"] = environment_mismatch(prof.environment, ms[0].environment) if prof and ms else []
     return pd.DataFrame(rows), summary
 
 

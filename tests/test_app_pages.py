@@ -158,12 +158,20 @@ def test_calibration_upload_good_traces():
     assert table["measured_speedup"].iloc[1] == pytest.approx(table["measured_tokens_per_s"].iloc[1] / ar)
 
 
-def test_calibration_shows_the_noise_floor_of_a_set_with_repeats():
-    """A committed set whose configurations were run more than once (session 9's split repeats on a second host)
-    gets the repeat spread under the metrics, as `spd validate` prints it; a set without repeats gets none."""
+def test_calibration_forecasts_a_set_with_repeats_from_a_profile():
+    """A committed set whose configurations were run three times (session 10's 4-GPU runs), forecast from the
+    2-GPU profile of another host as `spd validate --profile` does: every run predicted, the repeat spread and each
+    configuration's error of the mean under the metrics, the profile's other machine named; the default set
+    (leave one out, no repeats) gets none of those lines."""
     at = _open("calibration")
-    assert not [c for c in at.caption if "measured more than once" in c.value]  # the default set: no repeats
-    at.selectbox(key="cal_set").set_value("traces/h100x4b_s9").run()
+    assert not [c for c in at.caption if "measured more than once" in c.value or "Per configuration" in c.value]
+    at.selectbox(key="cal_set").set_value("traces/h100x4_s10").run()
+    at.selectbox(key="cal_profile").set_value("every run from profiles/h100x4_2gpu_s8.json").run()
     assert not at.exception and not at.error
-    floor = [c.value for c in at.caption if "measured more than once" in c.value]
-    assert len(floor) == 1 and floor[0].startswith("Noise floor: 2 configuration(s)"), floor
+    captions = [c.value for c in at.caption]
+    floor = [c for c in captions if "measured more than once" in c]
+    assert len(floor) == 1 and floor[0].startswith("Noise floor: 13 configuration(s)"), floor
+    assert [c for c in captions if c.startswith("Per configuration: each configuration's mean over its runs (17")]
+    table = at.dataframe[0].value
+    assert len(table) == 43 and set(table["role"]) == {"forecast from the profile"}
+    assert table["error_speedup_pct"].notna().sum() == 36  # every pipeline run: a speedup over the set's AR runs

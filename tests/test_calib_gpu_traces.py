@@ -172,7 +172,8 @@ def test_trace_overhead_from_twins_makes_uninstrumented_predictions_better(monke
     prof = fit_profile(fused)
     over = prof.trace_overhead_ms
     assert prof.source["trace_overhead_pairs"] >= 10
-    assert 0 < over["spd"]["accept"] < over["spd"]["fill"] < 1.0 and 0.3 < over["ar_pipeline"]["ar"] < 1.2, over
+    # the AR pipeline's per rank on its serial path (session 10): 0.17 ms, i.e. 0.52 ms at n=2 and 0.87 at n=4
+    assert 0 < over["spd"]["accept"] < over["spd"]["fill"] < 1.0 and 0.1 < over["ar_pipeline"]["ar_per_rank"] < 0.3, over
     assert len(prof.source["traces"]) == sum(r.fittable for r in fused) < len(fused)  # twins: overhead only
 
     def headline_errors(every: list | None = None):
@@ -214,54 +215,74 @@ def test_speculative_control_runs_predicted_from_an_earlier_h100_profile():
     assert len(default) == 4 and all(-0.13 <= p.error <= -0.07 for p in default), [(p.label, p.error) for p in default]
 
 
-S9 = Path(__file__).parents[1] / "traces" / "h100x4_s9"
-S9B = Path(__file__).parents[1] / "traces" / "h100x4b_s9"
+S10 = Path(__file__).parents[1] / "traces" / "h100x4_s10"
+S10_2GPU = Path(__file__).parents[1] / "traces" / "h100x2_s10"
+S8_PROFILE = Path(__file__).parents[1] / "profiles" / "h100x4_2gpu_s8.json"
 
 
-@pytest.mark.skipif(len(list(S8.glob("*"))) < 41 or len(list(S9.glob("*"))) < 29, reason="committed GPU traces not present")
+@pytest.mark.skipif(len(list(S10.glob("*"))) < 43, reason="committed GPU traces not present")
 def test_four_gpu_h100_runs_forecast_from_the_two_gpu_profile_of_another_host():
-    """Session 9 (issue 6): 29 runs on 4 GPUs of another 4x H100 host (`executor_matrix.py --plan x4 --call 1` and
-    `--call 4`: qwen3-4b and llama-3.1-8b, AR, AR pipeline and SPD n=4 one stage per GPU at alpha 1.0/0.8/0.6, both
-    trace levels, three qwen3-4b splits, repeats), predicted from `profiles/h100x4_2gpu_s8.json`, which saw 2 GPUs only:
-    median 2.0%, max 8.7% when written (qwen3-4b SPD alpha 0.6, full trace). Repeats of one configuration in one call
-    spread by up to 8% (the 9/9/9/9 cycle-level runs: 306.7-331.6 tok/s), so the max is at the noise floor."""
+    """Session 10 (issue 6): 39 uninstrumented runs on 4 GPUs of another 4x H100 host (`executor_matrix.py --plan
+    x4-long --call 1..3 --prompts 8 --max-new-tokens 128`: qwen3-4b and llama-3.1-8b, AR, AR pipeline and SPD n=4
+    one stage per GPU at alpha 1.0/0.8/0.6, three qwen3-4b splits; each configuration three times, interleaved),
+    predicted from `profiles/h100x4_2gpu_s8.json`, which saw 2 GPUs only: median 2.4%, max 7.8% per run when
+    written; each configuration's mean: median 1.7%, max 5.4%. Repeats spread by up to 10.6% (runs four times
+    longer than session 9's spread as much: a launch's own speed, not per-token noise). The AR pipeline's trace
+    overhead grows with its serial ranks (it was predicted 9-12% slow with a per-cycle constant). Four full-trace
+    runs (4 x 64 tokens) are predicted 9-14% slow: full tracing costs less on this host than on the profile's."""
     from sim.calibration.profile import load_profile
+    from sim.calibration.validate import configuration_errors, repeat_spread
 
-    prof = load_profile(Path(__file__).parents[1] / "profiles" / "h100x4_2gpu_s8.json", here={})
-    runs = load_runs([str(S9)], require_full=False)
+    prof = load_profile(S8_PROFILE, here={})
+    runs = load_runs([str(S10)], require_full=False)
     preds = validate_runs(runs, profile=prof)
-    s = error_summary(preds)
-    assert s["predicted"] == 29, s
-    assert s["median_abs_rel_error"] <= 0.025, s
-    assert s["max_abs_rel_error"] <= 0.09, s
-    # the set's noise floor, as `spd validate` prints it: qwen3-4b AR and the cycle-level splits were repeated
-    from sim.calibration.validate import repeat_spread, repeat_spread_line
-
+    cyc = [(r, p) for r, p in zip(runs, preds) if r.trace_level == "cycle"]
+    s = error_summary([p for _, p in cyc])
+    assert s["predicted"] == 39 and s["median_abs_rel_error"] <= 0.03 and s["max_abs_rel_error"] <= 0.085, s
+    conf = configuration_errors([r for r, _ in cyc], [p for _, p in cyc])
+    assert conf["repeated"] == 13 and conf["median_abs_rel_error"] <= 0.02 and conf["max_abs_rel_error"] <= 0.06, conf
+    assert all(abs(p.error) <= 0.07 for p in preds if p.method == "ar_pipeline"), [p.error for p in preds]
     rep = repeat_spread(runs)
-    assert rep["repeated_configurations"] >= 4 and 0.05 < rep["max_spread"] < 0.12, rep
-    assert "a single run's error cannot be expected below that" in repeat_spread_line(rep)
+    assert rep["repeated_configurations"] == 13 and 0.08 < rep["max_spread"] < 0.12, rep
+    full = [p for r, p in zip(runs, preds) if r.trace_level == "full" and r.method != "ar"]
+    assert len(full) == 3 and all(-0.15 < p.error < -0.08 for p in full), [p.error for p in full]
 
 
-@pytest.mark.skipif(len(list(S9.glob("*"))) < 29 or len(list(S9B.glob("*"))) < 6, reason="committed GPU traces not present")
-def test_split_forecasts_agree_with_the_measured_gains():
-    """Which split is fastest (`spd split`): the H100 profile predicts, for qwen3-4b SPD n=4 alpha 1.0 at cycle level,
-    8/14/8/6 faster than 9/9/9/9 and 7/9/9/11 slower (+4.1% / -6.2% in the validation of those runs), and proposes
-    8/12/9/7. Measured, mean of three interleaved repeats: +3.0% / -9.3% (one host), and 8/12/9/7 +13.5% over
-    9/9/9/9 (another host; both splits in one call)."""
+@pytest.mark.skipif(len(list(S10_2GPU.glob("*"))) < 20, reason="committed GPU traces not present")
+def test_sub_1b_shapes_at_n2_are_forecast_within_their_repeat_spread():
+    """Session 10: smollm2-135m and qwen3-0.6b, AR, AR pipeline and SPD n=2 at alpha 1.0/0.8/0.6 on a 2x H100 host,
+    uninstrumented, twice each, forecast from the same 2-GPU profile of another host: each configuration's mean
+    median 2.0%, max 8.9% (qwen3-0.6b SPD alpha 1.0); single runs up to 16.8%, as far as their repeats disagree
+    (13.7%: 428.8 and 374.5 tok/s). A stage of these shapes takes ~0.5 ms, and the launch's own speed swamps it."""
+    from sim.calibration.profile import load_profile
+    from sim.calibration.validate import configuration_errors, repeat_spread
+
+    runs = load_runs([str(S10_2GPU)], require_full=False)
+    preds = validate_runs(runs, profile=load_profile(S8_PROFILE, here={}))
+    conf = configuration_errors(runs, preds)
+    assert conf["configurations"] == 10 and conf["median_abs_rel_error"] <= 0.025 and conf["max_abs_rel_error"] <= 0.10
+    assert repeat_spread(runs)["max_spread"] > 0.10
+    assert all(abs(p.error) <= 0.04 for p in preds if p.method == "ar_pipeline"), [p.error for p in preds]
+
+
+@pytest.mark.skipif(len(list(S10.glob("*_split*_r?"))) < 9, reason="committed GPU traces not present")
+def test_split_forecasts_against_the_measured_gains():
+    """Which split is fastest (`spd split`), qwen3-4b SPD n=4 alpha 1.0, uninstrumented, means of three interleaved
+    repeats of 8 x 128 tokens against 9/9/9/9: 8/14/8/6 +3.6% (predicted +4.5%), 7/9/9/11 -7.8% (-6.2%), and the
+    profile's proposal 8/12/9/7 -1.3% (predicted +4.8%: the profile over-states what a shorter last stage gains;
+    session 9's +13.5% for it came from 4 x 64-token runs on one host, within their noise)."""
     from statistics import mean
 
-    def tps(folder, split):
-        return mean(r.tokens_per_s for r in load_runs([str(p) for p in sorted(folder.glob(f"*_cycle_split{split}_*"))],
-                                                    require_full=False))
-
-    base = tps(S9, "9-9-9-9")
-    assert tps(S9, "8-14-8-6") > 1.01 * base
-    assert tps(S9, "7-9-9-11") < 0.95 * base
-    assert tps(S9B, "8-12-9-7") > 1.08 * tps(S9B, "9-9-9-9")
     from sim.calibration.profile import load_profile
 
-    prof = load_profile(Path(__file__).parents[1] / "profiles" / "h100x4_2gpu_s8.json", here={})
-    runs = load_runs([str(S9 / f"qwen3-4b_spd4_a1.0_cycle_split{sp}_c4") for sp in ("9-9-9-9", "8-14-8-6", "7-9-9-11")],
-                     require_full=False)
-    base_p, fast_p, slow_p = (p.predicted_tokens_per_s for p in validate_runs(runs, profile=prof))
-    assert fast_p > base_p > slow_p
+    def tps(split):
+        return mean(r.tokens_per_s for r in load_runs([str(p) for p in sorted(S10.glob(f"qwen3-4b_spd4_a1.0_cycle{split}_r?"))],
+                                                    require_full=False))
+
+    base = tps("")
+    assert tps("_split8-14-8-6") > 1.02 * base and tps("_split7-9-9-11") < 0.95 * base
+    assert abs(tps("_split8-12-9-7") / base - 1) < 0.03
+    runs = load_runs([str(S10 / f"qwen3-4b_spd4_a1.0_cycle{sp}_r1") for sp in ("", "_split8-14-8-6", "_split7-9-9-11",
+                                                                              "_split8-12-9-7")], require_full=False)
+    base_p, fast_p, slow_p, proposal_p = (p.predicted_tokens_per_s for p in validate_runs(runs, profile=load_profile(S8_PROFILE, here={})))
+    assert fast_p > base_p > slow_p and proposal_p > 1.03 * base_p

@@ -138,6 +138,32 @@ def test_trace_overhead_comes_off_rank0_serial_costs_only_for_untraced_runs(tmp_
     assert base_costs.verify.mean_ms == pytest.approx(traced["verify"])  # no overhead measured: unchanged
 
 
+def test_ar_pipeline_trace_overhead_per_rank_grows_with_its_serial_ranks():
+    """The AR pipeline's trace overhead is fitted per rank on its serial path (controller + n stages): the
+    uninstrumented prediction takes (n + 1) times it off, and its tokens/s rises with n accordingly; a per-cycle
+    value (profiles before session 10) comes off as it is at every n."""
+    from dataclasses import replace
+
+    from sim.calibration.profile_to_scenario import calibrated_method, trace_overhead_ms
+    from sim.des import simulate
+
+    prof = replace(true_profile(), trace_overhead_ms={"ar_pipeline": {"ar_per_rank": 0.02}, "spd": {"accept": 0.05}})
+    assert trace_overhead_ms(prof, "ar_pipeline", 2) == {"ar": pytest.approx(0.06)}
+    assert trace_overhead_ms(prof, "ar_pipeline", 4) == {"ar": pytest.approx(0.10)}
+    assert trace_overhead_ms(prof, "spd", 4) == {"accept": 0.05}
+    old = replace(prof, trace_overhead_ms={"ar_pipeline": {"ar": 0.06}})
+    assert trace_overhead_ms(old, "ar_pipeline", 4) == {"ar": 0.06}
+
+    def ms_per_token(p, n, untraced):
+        c = calibrated_method(p, SMALL, "ar_pipeline", stages=n, spread="constant", untraced=untraced)
+        r = simulate(c.scenario, c.scenario.methods[0], tokens=64, seed=0, costs=c.costs)
+        return 1e3 / r.tokens_per_s
+
+    for n, ranks in ((2, 3), (4, 5)):
+        saved = ms_per_token(prof, n, False) - ms_per_token(prof, n, True)
+        assert saved == pytest.approx(0.02 * ranks, abs=2e-3), (n, saved)
+
+
 def test_stage1_start_floor_sets_the_ar_pipeline_control_hop(tmp_path):
     """Stage 1 starts at max(broadcast, floor): the control hop is what the floor leaves after the broadcast,
     none once the broadcast is longer; without a floor the pooled control hop stays. Survives save / load."""

@@ -89,3 +89,24 @@ def test_validate_committed_cpu_traces(tmp_path, capsys):
     assert rc == 0, out.out + out.err
     res = json.loads((tmp_path / "rep" / "validation.json").read_text())
     assert res["summary"]["predicted"] >= 6
+
+
+S10 = Path(__file__).parents[1] / "traces" / "h100x4_s10"
+
+
+@pytest.mark.skipif(len(list(S10.glob("*_r?"))) < 39, reason="committed GPU traces not present")
+def test_max_error_per_configuration_bounds_the_mean_of_repeats(tmp_path, capsys):
+    """Session 10's 39 uninstrumented 4-GPU runs (13 configurations, three repeats each), forecast from the 2-GPU
+    profile of another host: one run misses by 7.8% (repeats spread by up to 10.6%), so a 7% bound on every run
+    fails; each configuration's mean is within 5.4%, and `--per-configuration` bounds that instead."""
+    runs = [str(p) for p in sorted(S10.glob("*_r?"))]
+    prof = str(Path(__file__).parents[1] / "profiles" / "h100x4_2gpu_s8.json")
+    args = ["validate", *runs, "--profile", prof, "--max-error", "0.07"]
+    assert main(args + ["-o", str(tmp_path / "runs")]) == 1
+    assert "error bound exceeded (every run)" in capsys.readouterr().err
+    assert main(args + ["--per-configuration", "-o", str(tmp_path / "conf")]) == 0
+    out = capsys.readouterr().out
+    assert "per configuration: each configuration's mean over its runs (13 configurations, 13 run more than once)" in out
+    res = json.loads((tmp_path / "conf" / "validation.json").read_text())
+    assert res["max_error_on"] == "each configuration's mean" and res["per_configuration"]["max_abs_rel_error"] <= 0.06
+    assert "on each configuration's mean: met" in (tmp_path / "conf" / "report.md").read_text()

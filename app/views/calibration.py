@@ -15,10 +15,13 @@ SEARCH = [Path(os.environ["SPD_TRACE_SETS"])] if os.environ.get("SPD_TRACE_SETS"
 DEFAULT_SET = "traces/h100x4_2gpu_s8"
 
 
-@st.cache_data(show_spinner="Fitting and predicting (leave one configuration out)...")
-def _folder_frames(folder: str):
+LOO = "each run from the other configurations (leave one out)"
+
+
+@st.cache_data(show_spinner="Fitting and predicting...")
+def _folder_frames(folder: str, profile: str | None):
     runs = calibration_view.load_folder(folder)
-    return (*calibration_view.validation_frame(runs), calibration_view.measured_frame(runs))
+    return (*calibration_view.validation_frame(runs, profile=profile), calibration_view.measured_frame(runs))
 
 
 @st.cache_data(show_spinner="Fitting and predicting (leave one configuration out)...", max_entries=16)
@@ -34,7 +37,8 @@ def _pct(v) -> str:
 st.title("Calibration: measured runs against the model")
 st.caption("Traces written by `spd run` (format spd-trace v1, docs/traces.md). Each run is predicted by a profile "
            "fitted on the runs of every other configuration (`sim.calibration.validate.validate_runs`, as "
-           "`spd validate`): its own accept/reject sequence replayed through the simulator. `--trace cycle` runs "
+           "`spd validate`), or by a committed profile (`spd validate --profile`): its own accept/reject sequence "
+           "replayed through the simulator. `--trace cycle` runs "
            "cannot be fitted: they are only predicted (from the fittable runs of the other configurations); a "
            "configuration run at both trace levels gives the profile the cost of full tracing, which the "
            "prediction of an uninstrumented run takes off.")
@@ -53,7 +57,12 @@ with ui.input_errors():
             names = list(sets)
             name = st.selectbox("Trace set", names, key="cal_set",
                                 index=names.index(DEFAULT_SET) if DEFAULT_SET in names else 0)
-            frames = _folder_frames(str(sets[name]))
+            profiles = {p.relative_to(ROOT).as_posix(): p for p in sorted((ROOT / "profiles").glob("*.json"))}
+            how = st.selectbox("Predict", [LOO] + [f"every run from {k}" for k in profiles], key="cal_profile",
+                               help="A profile fitted elsewhere (other GPUs, another host) forecasts runs it never "
+                                    "saw, as `spd validate --profile`; leave-one-out fits on the set itself.")
+            chosen = None if how == LOO else str(profiles[how.removeprefix("every run from ")])
+            frames = _folder_frames(str(sets[name]), chosen)
     else:
         files = st.file_uploader("trace.jsonl files, plain, .xz or .gz (one per run; include an AR run for speedups)",
                                  accept_multiple_files=True, key="cal_upload")
@@ -74,6 +83,11 @@ if frames is not None:
     c[3].metric("max |error|", _pct(summary["max_abs_rel_error"]))
     if summary.get("repeats"):
         st.caption(f"Noise floor: {summary['repeats']}.")
+    if summary.get("configurations"):
+        st.caption(f"Per configuration: {summary['configurations']}.")
+    if summary.get("profile_mismatch"):
+        st.caption("The profile was measured on another machine/software stack: "
+                   + "; ".join(summary["profile_mismatch"]) + ".")
     left, right = st.columns(2)
     with left:
         st.plotly_chart(calibration_view.validation_scatter(val, "speedup"), width="stretch",

@@ -38,7 +38,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -139,8 +139,8 @@ def build_matrix(smoke: bool, gpus: int) -> list[Spec]:
 
 
 # ---- multi-GPU plans (issues 8 and 9): the runs those issues list, in priority order, split into device calls ----
-PLANS = ("x2", "x4", "x8", "x4-default-model", "spec-control")
-PLAN_GPUS = {"x2": 2, "x4": 4, "x8": 8, "x4-default-model": 4, "spec-control": 2}
+PLANS = ("x2", "x2-long", "x4", "x4-long", "x8", "x4-default-model", "spec-control")
+PLAN_GPUS = {"x2": 2, "x2-long": 2, "x4": 4, "x4-long": 4, "x8": 8, "x4-default-model": 4, "spec-control": 2}
 HEADLINE_SHAPES = ("qwen3-4b", "llama-3.1-8b")
 ALPHAS = (1.0, 0.8, 0.6)
 DEFAULT_MODEL_CKPT = "reference/checkpoints/smollm2-pdm-n4"
@@ -225,6 +225,24 @@ def build_plan(plan: str, gguf: str | None = None) -> list[Spec]:
         m.append(Spec("qwen3-4b_spd4_a1.0_cycle_split8-12-9-7_c4", q, "spd", 4, pl, 1.0, "cycle", "split", call=4,
                       extra=("--stage-split", "8,12,9,7")))
         return m  # call 2 then runs --plan x4-default-model too (docs/multi-gpu-plan.md)
+    if plan == "x2-long":  # session 10: the sub-1B shapes' n=2 wall-clock runs, two interleaved repeats in one call
+        dv, m = ("--draft-vocab", str(DRAFT_VOCAB)), []
+        for rep in (1, 2):
+            for sh in ("smollm2-135m", "qwen3-0.6b"):
+                m += [replace(s, name=f"{s.name}_r{rep}", extra=s.extra + (dv if s.method == "spd" else ()))
+                      for s in _shape_runs(sh, 2, "cycle", "long", 1)]
+        return m
+    if plan == "x4-long":  # session 10: the x4 wall-clock set, one repeat per call (run with 8 prompts x 256 tokens)
+        # 4 x 64-token runs repeat within 8%, the size of the error goal; each call measures the whole set once,
+        # with its own AR baselines, so three calls give three interleaved repeats of every configuration
+        q, pl = "random:qwen3-4b", _one_per_gpu(4)
+        m = []
+        for call in (1, 2, 3):
+            runs = _shape_runs("qwen3-4b", 4, "cycle", "long", call) + _shape_runs("llama-3.1-8b", 4, "cycle", "long", call)
+            runs += [Spec(f"qwen3-4b_spd4_a1.0_cycle_split{sp.replace(',', '-')}", q, "spd", 4, pl, 1.0, "cycle",
+                          "long", call=call, extra=("--stage-split", sp)) for sp in ("8,12,9,7", "8,14,8,6", "7,9,9,11")]
+            m += [replace(s, name=f"{s.name}_r{call}") for s in runs]
+        return m
     if plan == "x8":  # issue 9; 8 GPUs, 2 calls; every call carries its own AR baseline per shape and trace level
         q, l8 = "qwen3-4b", "llama-3.1-8b"
         m = _shape_runs(q, 8, "cycle", "headline", 1, alphas=(1.0, 0.8), draft_layers=(3, 4))

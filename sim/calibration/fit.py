@@ -227,6 +227,7 @@ def fit_by_method(pipe: list[RunMeasurement], stage: StageModel) -> dict[str, Me
     return out
 
 
+PER_RANK = "_per_rank"  # suffix of an AR-pipeline trace-overhead event stored per rank on the serial path
 MIN_CYCLES_PER_EVENT = 10  # fewer cycles of an event in a run: its median is too noisy for the trace overhead
 
 
@@ -234,7 +235,16 @@ def fit_trace_overhead(runs: list[RunMeasurement]) -> tuple[dict[str, dict[str, 
     """How much ``--trace full`` lengthens a pipeline cycle (its recorder synchronises the stream at every
     event), per method and cycle event: the median, over the configurations measured at both trace levels, of
     (the full trace's median cycle - the cycle-level twin's median cycle), in ms. Returns it and the number
-    of twin pairs it comes from ({} and 0 when the set has no cycle-level twin)."""
+    of twin pairs it comes from ({} and 0 when the set has no cycle-level twin).
+
+    The AR pipeline's is stored per rank on its serial path (event ``ar_per_rank``: the delta over n + 1, the
+    controller and n stages): one token passes every rank in turn, each rank's synchronising recorder adds its
+    cost to the token, so the overhead grows with n (full - cycle ms per token, n=4 over n=2: 1.69 on 4x H100,
+    1.75 on 4x H200; (n + 1) gives 5/3 = 1.67). It is the difference of the means, as tokens/s sees it: the
+    recorder's synchronisations also lengthen the tail of the pipeline's cycles, and the medians' difference
+    (0.42 ms at n=2 on H100, against 0.65 ms per token) left an n=4 prediction 9-12% slow. SPD's stages overlap,
+    its overhead does not grow with n, and it keeps the medians' difference per cycle event (the means' moved no
+    committed set's error beyond its noise; docs/calibration.md, session 10)."""
     # default-control runs only: a speculative-control twin pair measures another protocol's overhead
     runs = [r for r in runs if r.control == "after_verify"]
     full = {r.config_key: r for r in runs if r.method != "ar" and r.trace_level == "full"}
@@ -248,7 +258,10 @@ def fit_trace_overhead(runs: list[RunMeasurement]) -> tuple[dict[str, dict[str, 
         for event, xs in r.cycle_ms.items():
             ys = twin.cycle_ms.get(event, [])
             if len(xs) >= MIN_CYCLES_PER_EVENT and len(ys) >= MIN_CYCLES_PER_EVENT:
-                deltas[(r.method, event)].append(_med(ys) - _med(xs))
+                if r.method == "ar_pipeline":
+                    deltas[(r.method, event + PER_RANK)].append((float(np.mean(ys)) - float(np.mean(xs))) / (r.n + 1))
+                else:
+                    deltas[(r.method, event)].append(_med(ys) - _med(xs))
     out: dict[str, dict[str, float]] = {}
     for (method, event), ds in sorted(deltas.items()):
         out.setdefault(method, {})[event] = float(np.median(ds))

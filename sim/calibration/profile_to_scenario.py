@@ -28,7 +28,7 @@ from ..des.plan import CycleCosts
 from ..errors import InputError
 from ..scenario import Acceptance, Latency, MethodSpec, Scenario, balanced_split, parse_scenario
 from .extract import ModelShape, link_type_of
-from .fit import shape_lookup
+from .fit import PER_RANK, shape_lookup
 from .profile import DeviceShare, Dist, Profile, resolve_draft_source, same_dims_key
 
 SPREADS = ("lognormal", "empirical", "constant")
@@ -158,7 +158,7 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
         chop0 = cost["control_hop"]  # before the trace overhead comes off: stage 1's wake-up as traced
         cost["bookkeeping"] = profile.bookkeeping.mean_ms
         cost["flush"] = profile.flush.mean_ms if fm != "ar_pipeline" else 0.0
-        overhead = profile.trace_overhead_ms.get(fm, {}) if untraced else {}
+        overhead = trace_overhead_ms(profile, fm, n) if untraced else {}
         before = dict(cost)
         if overhead:
             steady = overhead.get("ar" if fm == "ar_pipeline" else "accept", 0.0)
@@ -260,6 +260,19 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
                        report_stages=reporting if pipeline and fm == "spd" else None,
                        credit=credit, stage_start=stage_start, report_hop=report_hop)
     return Calibrated(scen, costs, tuple(notes))
+
+
+def trace_overhead_ms(profile: Profile, method: str, n: int) -> dict[str, float]:
+    """What ``--trace full`` adds to each cycle event of ``method`` at n stages (ms): events fitted per rank on the
+    serial path (the AR pipeline's, ``sim.calibration.fit.fit_trace_overhead``) times its n + 1 ranks; older
+    profiles' per-cycle values as they are."""
+    out = {}
+    for event, ms in profile.trace_overhead_ms.get(method, {}).items():
+        if event.endswith(PER_RANK):
+            out[event[: -len(PER_RANK)]] = ms * (n + 1)
+        else:
+            out.setdefault(event, ms)
+    return out
 
 
 def _report_ms(mt, labels, rank: int, reporting: tuple[int, ...] | None) -> float | None:

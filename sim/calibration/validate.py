@@ -190,6 +190,36 @@ def repeat_spread(runs: list[RunMeasurement]) -> dict:
             "max_spread": float(np.max(spreads)) if spreads else None}
 
 
+def configuration_errors(runs: list[RunMeasurement], preds: list[RunPrediction]) -> dict:
+    """The error of each configuration's mean over its runs (at one trace level): the predicted speedup against
+    the mean of its runs' measured speedups (tokens/s where the set has no AR baseline). What a user deciding on
+    a configuration is after is its expected speed, which one run measures only to within the repeat spread.
+    ``repeated``: configurations with more than one run (with none, this is the per-run summary again)."""
+    groups: dict[tuple[str, str], list[RunPrediction]] = {}
+    for r, p in zip(runs, preds):
+        if p.error is not None:
+            groups.setdefault((r.config_key, r.trace_level), []).append(p)
+    errs = []
+    for ps in groups.values():
+        if ps[0].rel_error_speedup is not None:
+            errs.append(_rel(ps[0].predicted_speedup, float(np.mean([p.measured_speedup for p in ps]))))
+        else:
+            errs.append(_rel(ps[0].predicted_tokens_per_s, float(np.mean([p.measured_tokens_per_s for p in ps]))))
+    errs = [abs(e) for e in errs if e is not None]
+    return {"configurations": len(errs), "repeated": sum(len(ps) > 1 for ps in groups.values()),
+            "median_abs_rel_error": float(np.median(errs)) if errs else None,
+            "max_abs_rel_error": float(np.max(errs)) if errs else None}
+
+
+def configuration_errors_line(conf: dict) -> str | None:
+    """``configuration_errors`` as one sentence (None: no configuration was run more than once)."""
+    if not conf["repeated"] or conf["median_abs_rel_error"] is None:
+        return None
+    return (f"each configuration's mean over its runs ({conf['configurations']} configurations, {conf['repeated']} "
+            f"run more than once): |relative error| median {100 * conf['median_abs_rel_error']:.1f}%, max "
+            f"{100 * conf['max_abs_rel_error']:.1f}%")
+
+
 def repeat_spread_line(rep: dict) -> str | None:
     """``repeat_spread`` as one sentence (None: nothing repeated), for the CLI, the report and the dashboard."""
     if not rep["repeated_configurations"]:

@@ -79,7 +79,8 @@ def run(args) -> int:
     if prof.trace_overhead_ms:
         print(f"  trace overhead (--trace full over cycle level, {prof.source['trace_overhead_pairs']} twin pair(s)): "
               + "; ".join(f"{m} " + ", ".join(f"{e} {x:.3f}" for e, x in sorted(d.items()))
-                          for m, d in prof.trace_overhead_ms.items()) + " ms per cycle")
+                          for m, d in prof.trace_overhead_ms.items()) + " ms per cycle (*_per_rank: per rank on the "
+              "AR pipeline's serial path, n + 1 of them)")
     for note in prof.source.get("notes", []):
         print(f"  note: {note}")
     if "self_check" in prof.source:
