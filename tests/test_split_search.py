@@ -66,7 +66,7 @@ def test_cli_prints_the_stage_split_argument_and_json(tmp_path, capsys):
     path.write_text(json.dumps(_scenario(4, shared=False)))
     assert main(["split", str(path), "--profile", str(PROFILE), "--tokens", "500"]) == 0
     text = capsys.readouterr().out
-    assert "spd run --stage-split" in text and "note: split forecasts rank splits" in text
+    assert "spd run --stage-split" in text and "note: split forecasts are rough" in text
 
 
 @pytest.mark.parametrize("args, needle", [

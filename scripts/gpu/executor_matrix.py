@@ -21,6 +21,9 @@ synthetic prompts (seeded token ids: the GPU machine needs no tokenizer), CUDA g
 ``--plan x4`` / ``--plan x8`` (issues 8 / 9, 4 / 8 GPUs, one stage per GPU, controller sharing GPU 0) and
 ``--plan x4-default-model --gguf PATH`` select the multi-GPU plans instead (``build_plan``; ``--list`` prints one,
 ``--call N`` runs one device call of it, ``--smoke`` runs it on CPU with tiny shapes); docs/multi-gpu-plan.md.
+``--plan x4-long`` (calls 1-3, one repeat of the 4-GPU wall-clock set each) and ``--plan x2-long`` (the sub-1B
+shapes at n=2, two repeats in one call) are session 10's repeated uninstrumented runs, meant for ``--prompts 8
+--max-new-tokens 128`` (~6.5 minutes per call on H100).
 
 Runs are ordered by priority and skipped once ``--budget-s`` is spent. Outputs under ``--out``: the run
 directories (under ``--work``) packed into ``executor_runs*.tar.gz`` (each about 15 MiB at most; Perfetto files left out, they are

@@ -40,8 +40,9 @@ def run(args) -> int:
               f"{c.balanced_tokens_per_s:.1f} tok/s; best {'/'.join(map(str, c.best))} {c.best_tokens_per_s:.1f} "
               f"tok/s ({100 * c.gain:+.1f} %, {c.evaluated} splits simulated); spd run --stage-split "
               f"{c.stage_split_arg}")
-    # checked once (session 9, qwen3-4b n=4 on 4x H100, results/h100x4/executor_s9/split.md): the ranking held, but the
-    # proposed split's gain was under-stated (+4.8% predicted, +13.5% measured) and repeats spread by up to 8%
-    print("note: split forecasts rank splits, their gains are rough (one check, 4x H100: docs/calibration.md, "
-          "\"Which split\"); measure the proposed split against the balanced one, repeated, before relying on it")
+    # checked on 4x H100, qwen3-4b n=4 (results/h100x4/executor_s10/README.md, three interleaved repeats of 8 x 128
+    # tokens): 8/14/8/6 +3.6% (predicted +4.5%), 7/9/9/11 -7.8% (-6.2%), but the proposal 8/12/9/7 -1.3% (+4.8%)
+    print("note: split forecasts are rough: on 4x H100 they ranked the balanced split against a better and a worse "
+          "one right, but over-stated the proposed split's gain by ~6% (docs/calibration.md, \"Which split\"); "
+          "measure the proposal against the balanced split, repeated and interleaved, before relying on it")
     return 0
