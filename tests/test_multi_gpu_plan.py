@@ -128,3 +128,31 @@ def test_launch_estimate_grows_with_the_decoded_tokens():
     base = em.estimate_s(spec)
     assert em.estimate_s(spec, em.DEFAULT_DECODE_TOKENS) == base
     assert em.estimate_s(spec, 8 * 256) == pytest.approx(base + 0.012 * (8 * 256 - 4 * 64))
+
+
+@pytest.mark.parametrize("plan,repeats", [("x4-long", 3), ("x2-long", 2), ("x4-pin", 4)])
+def test_repeat_plans_measure_every_configuration_once_per_repeat(plan, repeats):
+    """Session 10's repeated wall-clock plans: unique names ending in the repeat (_rK), every repeat the same set
+    of uninstrumented configurations with its own AR baseline per shape in its call (speedups divide by the same
+    call's AR), and x4-pin's pinned runs next to their unpinned twins."""
+    runs = em.build_plan(plan)
+    names = [s.name for s in runs]
+    assert len(names) == len(set(names)) and {s.trace for s in runs} == {"cycle"}
+    by_rep: dict[str, list] = {}
+    for s in runs:
+        base, rep = s.name.rsplit("_r", 1)
+        by_rep.setdefault(rep, []).append((base, s))
+    assert sorted(by_rep) == [str(k) for k in range(1, repeats + 1)]
+    configs = [sorted(b for b, _ in v) for v in by_rep.values()]
+    assert all(c == configs[0] for c in configs)
+    for v in by_rep.values():
+        calls = {s.call for _, s in v}
+        assert len(calls) == 1  # a repeat never straddles two calls
+        for _, s in v:
+            assert any(r.method == "ar" and r.shape == s.shape for _, r in v)
+    if plan == "x4-pin":
+        for i, s in enumerate(runs):
+            if "--pin-cpus" in s.extra:
+                twin = runs[i - 1]
+                assert twin.name == s.name.replace("_pin", "") and twin.extra + ("--pin-cpus",) == s.extra
+        assert sum("--pin-cpus" in s.extra for s in runs) == 3 * repeats

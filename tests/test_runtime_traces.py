@@ -57,6 +57,32 @@ def test_header_stamps_the_environment(run_dir):
     assert len(h["device_names"]) == N + 1 and h["rank_devices"] == ["cpu"] * (N + 1)
 
 
+def test_pin_cpus_gives_each_process_its_own_block(run_dir, tmp_path):
+    """`--pin-cpus`: every process runs on its own equal block of the launch's CPUs, and the header says which
+    (`rank_cpus`, one entry per rank: the controller shares stage 1's process on CPU, so its block too); without
+    it every process may run anywhere. Fewer CPUs than processes: one-line input error (exit 2)."""
+    import os
+
+    from reference.runtime.launch import cpu_blocks
+
+    free = load_trace(run_dir).header
+    assert free["pin_cpus"] is False and len(set(free["rank_cpus"])) == 1  # unpinned: all the same set
+    procs = 2  # n=2 on CPU: the controller hosts stage 1, stage 2 is its own process (CI has 2 cores)
+    if len(os.sched_getaffinity(0)) < procs:
+        pytest.skip(f"{len(os.sched_getaffinity(0))} CPU(s): cannot pin {procs} processes")
+    out = tmp_path / "pinned"
+    assert main(["run", "--method", "spd", "--stages", "2", "--draft", "replay", "--alpha", "0.6", "--model", TINY,
+                 "--prompts", str(run_dir.parent / "p.jsonl"), "--max-new-tokens", "6", "--pin-cpus", "--out", str(out)]) == 0
+    h = load_trace(out).header
+    blocks = [str(next(iter(b))) if len(b) == 1 else None for b in cpu_blocks(procs)]  # one CPU each: "k"
+    by_process = [h["rank_cpus"][h["rank_processes"].index(p)] for p in range(procs)]
+    assert h["pin_cpus"] is True and len(set(by_process)) == procs, h["rank_cpus"]  # disjoint blocks
+    assert all(b is None or b == c for b, c in zip(blocks, by_process)), (blocks, by_process)
+    assert h["rank_cpus"][0] == h["rank_cpus"][1]  # controller and stage 1: one process
+    with pytest.raises(InputError, match="--pin-cpus: 1000 processes but only"):
+        cpu_blocks(1000)
+
+
 def test_clock_offsets_recorded_for_every_rank(run_dir):
     t = load_trace(run_dir)
     clocks = {c["rank"]: c for c in t.clocks}

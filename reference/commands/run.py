@@ -64,6 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="T=0: first run AR greedy through the same pipeline and kernels (untimed) and report "
                         "whether SPD's output is identical (the replay draft always does this)")
     p.add_argument("--stage-split", default=None, help="explicit layers per stage, e.g. 8,7")
+    p.add_argument("--pin-cpus", action="store_true",
+                   help="pin each process to its own equal block of the CPUs this launch may use (Linux; local "
+                        "launches only: under torchrun bind with the launcher's tools)")
     p.add_argument("--timeout-s", type=float, default=30.0, help="bound on any wait for a peer once running")
 
 
@@ -85,7 +88,7 @@ def config_from_args(args: argparse.Namespace) -> "RunConfig":
                      cuda_graphs=not args.no_cuda_graphs, timeout_s=args.timeout_s, max_seq_len=args.max_seq_len,
                      ignore_eos=not args.stop_at_eos, warmup=args.warmup, check_lossless=args.check_lossless, stage_split=split,
                      process_per_rank=args.process_per_rank, kernels=args.kernels, draft_vocab=args.draft_vocab,
-                     speculative_control=args.speculative_control)
+                     speculative_control=args.speculative_control, pin_cpus=args.pin_cpus)
 
 
 def prepare(args: argparse.Namespace):
@@ -113,20 +116,23 @@ def prepare(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from reference.runtime.launch import spawn_local, torchrun_env
+    from reference.runtime.launch import cpu_blocks, spawn_local, torchrun_env
     from reference.runtime.worker import run_rank
 
     cfg, prompts = prepare(args)
     env = torchrun_env()
     if env is not None:  # under torchrun: be that rank
+        if cfg.pin_cpus:
+            raise InputError("--pin-cpus: local launches only; under torchrun bind each rank with the launcher's tools")
         return run_rank(cfg, env[0], env[1], prompts)  # errors already reported as one line (one per process)
+    cpus = cpu_blocks(cfg.process_count) if cfg.pin_cpus else None  # before anything is written
     out = Path(cfg.out)
     config_path = atomic_write_json(out / "config.json", {"config": dataclasses.asdict(cfg), "prompts": prompts})
     # One intra-op thread per rank on CPU: n+1 ranks share few cores, and spinning OpenMP pools of several
     # threads per process slow a one-token step down 10-30x on a 2-core machine.
     threads = 1 if cfg.device == "cpu" else None
     res = spawn_local(config_path, cfg.process_count, out / "logs", threads_per_rank=threads,
-                      labels=cfg.process_labels())
+                      labels=cfg.process_labels(), cpu_sets=cpus)
     if res.returncode == 2:
         raise InputError(res.message)
     if res.returncode != 0:

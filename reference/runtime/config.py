@@ -56,6 +56,9 @@ class RunConfig:
     # SPD: broadcast the next cycle's GO before verifying this one (ControllerRank.run_spd); a reject then
     # costs one wasted cycle more
     speculative_control: bool = False
+    # Pin each process to its own block of the CPUs this launch may use (``launch.cpu_blocks``), against the OS
+    # moving a rank's host loop between cores mid-run; off by default (docs/executor.md, "CPU pinning")
+    pin_cpus: bool = False
 
     @property
     def draft_graphs(self) -> bool:

@@ -52,13 +52,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cpu_blocks(processes: int) -> list[set[int]]:
+    """The CPUs this process may use, split into ``processes`` equal contiguous blocks (in CPU-number order, so
+    on a usual Linux numbering a block stays on one socket), the remainder left unused; raises InputError where
+    CPUs cannot be pinned or are fewer than the processes."""
+    from sim.errors import InputError
+
+    if not hasattr(os, "sched_setaffinity"):
+        raise InputError("--pin-cpus: this platform cannot pin processes to CPUs (Linux only)")
+    cpus = sorted(os.sched_getaffinity(0))
+    per = len(cpus) // processes
+    if per < 1:
+        raise InputError(f"--pin-cpus: {processes} processes but only {len(cpus)} CPU(s) to pin them to")
+    return [set(cpus[i * per:(i + 1) * per]) for i in range(processes)]
+
+
 def spawn_local(config_path: Path, world_size: int, log_dir: Path, threads_per_rank: int | None = None,
                 env_extra: dict[str, str] | None = None, poll_s: float = 0.05,
-                labels: list[str] | None = None) -> LaunchResult:
+                labels: list[str] | None = None, cpu_sets: list[set[int]] | None = None) -> LaunchResult:
     """Run every process locally and wait; on any failure every process is gone before this returns.
-    ``labels[p]`` names what process p hosts in error messages (default "rank p")."""
+    ``labels[p]`` names what process p hosts in error messages (default "rank p"); ``cpu_sets[p]``: the CPUs
+    process p is pinned to (``cpu_blocks``; None: wherever the OS schedules it)."""
     for attempt in range(3):
-        res = _spawn_once(config_path, world_size, log_dir, threads_per_rank, env_extra, poll_s, labels)
+        res = _spawn_once(config_path, world_size, log_dir, threads_per_rank, env_extra, poll_s, labels, cpu_sets)
         # free_port() can race with another program taking the port before rank 0 listens: try another one
         if res.returncode == 0 or "EADDRINUSE" not in res.message:
             return res
@@ -66,7 +82,8 @@ def spawn_local(config_path: Path, world_size: int, log_dir: Path, threads_per_r
 
 
 def _spawn_once(config_path: Path, world_size: int, log_dir: Path, threads_per_rank: int | None,
-                env_extra: dict[str, str] | None, poll_s: float, labels: list[str] | None) -> LaunchResult:
+                env_extra: dict[str, str] | None, poll_s: float, labels: list[str] | None,
+                cpu_sets: list[set[int]] | None) -> LaunchResult:
     log_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     procs: list[subprocess.Popen] = []
@@ -83,8 +100,10 @@ def _spawn_once(config_path: Path, world_size: int, log_dir: Path, threads_per_r
             env = dict(base, RANK=str(r), LOCAL_RANK=str(r))
             log = open(log_dir / f"process{r}.log", "wb")
             logs.append(log)
+            pin = (lambda cpus=cpu_sets[r]: os.sched_setaffinity(0, cpus)) if cpu_sets else None
             procs.append(subprocess.Popen([sys.executable, "-m", "reference.runtime.worker", str(config_path)],
-                                          env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+                                          env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                          preexec_fn=pin))
         return _watch(procs, log_dir, poll_s, labels or [process_label([p]) for p in range(world_size)])
     except KeyboardInterrupt:
         _terminate(procs)

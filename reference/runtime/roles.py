@@ -273,6 +273,8 @@ def _header(cfg: RunConfig, model, plan, parts: list[dict], comm: Comm | None) -
             "process_layout": process_layout(devices, cfg.rank_processes()),
             "kernels": cfg.resolved_kernels(),
             "device_names": [p["device_name"] for p in parts], "hosts": [p["host"]["hostname"] for p in parts],
+            # the CPUs each rank's process could run on ("0-3,8"); narrowed to a block per process by --pin-cpus
+            "rank_cpus": [p["host"]["cpus"] for p in parts], "pin_cpus": cfg.pin_cpus,
             "model": {"spec": cfg.model, **c.to_dict()}, "dtype": cfg.resolved_dtype(),
             "stage_layers": [list(b) for b in plan.bounds], "anchors": list(plan.anchors),
             "draft": ({"source": cfg.draft, "alpha": cfg.alpha if cfg.draft == "replay" else None,

@@ -134,4 +134,17 @@ def build_trace_lines(header: dict, clocks: list[dict], per_rank: list[dict], ep
 
 
 def host_info() -> dict:
-    return {"hostname": socket.gethostname(), "pid": os.getpid(), "argv0": sys.argv[0]}
+    """The process's host, pid and the CPUs it may run on (``--pin-cpus`` narrows them), as "0-3,8" ranges."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return {"hostname": socket.gethostname(), "pid": os.getpid(), "argv0": sys.argv[0], "cpus": _ranges(cpus)}
+
+
+def _ranges(xs: list[int]) -> str:
+    out, i = [], 0
+    while i < len(xs):
+        j = i
+        while j + 1 < len(xs) and xs[j + 1] == xs[j] + 1:
+            j += 1
+        out.append(str(xs[i]) if i == j else f"{xs[i]}-{xs[j]}")
+        i = j + 1
+    return ",".join(out)

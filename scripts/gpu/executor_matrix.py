@@ -23,7 +23,8 @@ synthetic prompts (seeded token ids: the GPU machine needs no tokenizer), CUDA g
 ``--call N`` runs one device call of it, ``--smoke`` runs it on CPU with tiny shapes); docs/multi-gpu-plan.md.
 ``--plan x4-long`` (calls 1-3, one repeat of the 4-GPU wall-clock set each) and ``--plan x2-long`` (the sub-1B
 shapes at n=2, two repeats in one call) are session 10's repeated uninstrumented runs, meant for ``--prompts 8
---max-new-tokens 128`` (~6.5 minutes per call on H100).
+--max-new-tokens 128`` (~6.5 minutes per call on H100); ``--plan x4-pin`` (calls 1, 2) runs three of them with and
+without ``--pin-cpus``, side by side, to see whether pinning tightens their repeats.
 
 Runs are ordered by priority and skipped once ``--budget-s`` is spent. Outputs under ``--out``: the run
 directories (under ``--work``) packed into ``executor_runs*.tar.gz`` (each about 15 MiB at most; Perfetto files left out, they are
@@ -142,8 +143,8 @@ def build_matrix(smoke: bool, gpus: int) -> list[Spec]:
 
 
 # ---- multi-GPU plans (issues 8 and 9): the runs those issues list, in priority order, split into device calls ----
-PLANS = ("x2", "x2-long", "x4", "x4-long", "x8", "x4-default-model", "spec-control")
-PLAN_GPUS = {"x2": 2, "x2-long": 2, "x4": 4, "x4-long": 4, "x8": 8, "x4-default-model": 4, "spec-control": 2}
+PLANS = ("x2", "x2-long", "x4", "x4-long", "x4-pin", "x8", "x4-default-model", "spec-control")
+PLAN_GPUS = {"x2": 2, "x2-long": 2, "x4": 4, "x4-long": 4, "x4-pin": 4, "x8": 8, "x4-default-model": 4, "spec-control": 2}
 HEADLINE_SHAPES = ("qwen3-4b", "llama-3.1-8b")
 ALPHAS = (1.0, 0.8, 0.6)
 DEFAULT_MODEL_CKPT = "reference/checkpoints/smollm2-pdm-n4"
@@ -245,6 +246,20 @@ def build_plan(plan: str, gguf: str | None = None) -> list[Spec]:
             runs += [Spec(f"qwen3-4b_spd4_a1.0_cycle_split{sp.replace(',', '-')}", q, "spd", 4, pl, 1.0, "cycle",
                           "long", call=call, extra=("--stage-split", sp)) for sp in ("8,12,9,7", "8,14,8,6", "7,9,9,11")]
             m += [replace(s, name=f"{s.name}_r{call}") for s in runs]
+        return m
+    if plan == "x4-pin":  # does --pin-cpus tighten the launch-to-launch spread? (session 10 found up to 10.6%)
+        # calls 1 and 2, two repeats each: every configuration unpinned, then pinned, next to each other
+        q, l8, pl = "random:qwen3-4b", "random:llama-3.1-8b", _one_per_gpu(4)
+        m = []
+        for call in (1, 2):
+            for rep in (2 * call - 1, 2 * call):
+                runs = [Spec("qwen3-4b_ar_cycle", q, "ar", 1, "0", trace="cycle", group="pin", call=call),
+                        Spec("llama-3.1-8b_ar_cycle", l8, "ar", 1, "0", trace="cycle", group="pin", call=call)]
+                for base in (Spec("qwen3-4b_spd4_a1.0_cycle", q, "spd", 4, pl, 1.0, "cycle", "pin", call=call),
+                             Spec("llama-3.1-8b_spd4_a0.6_cycle", l8, "spd", 4, pl, 0.6, "cycle", "pin", call=call),
+                             Spec("qwen3-4b_arp4_cycle", q, "ar_pipeline", 4, pl, trace="cycle", group="pin", call=call)):
+                    runs += [base, replace(base, name=base.name + "_pin", extra=base.extra + ("--pin-cpus",))]
+                m += [replace(s, name=f"{s.name}_r{rep}") for s in runs]
         return m
     if plan == "x8":  # issue 9; 8 GPUs, 2 calls; every call carries its own AR baseline per shape and trace level
         q, l8 = "qwen3-4b", "llama-3.1-8b"
