@@ -28,6 +28,7 @@ ERROR_MARK = "spd-rank-error:"  # a rank's last words on stderr, one line, parse
 INPUT_ERROR_EXIT = 2
 PEER_ERROR_EXIT = 4  # a rank that failed because a peer did (its error is a consequence, not the cause)
 GRACE_S = 3.0
+PIN_ENV = "SPD_PIN_CPUS"  # "0,1,2": the CPUs a spawned worker pins itself to (spd run --pin-cpus)
 
 
 @dataclass
@@ -67,6 +68,13 @@ def cpu_blocks(processes: int) -> list[set[int]]:
     return [set(cpus[i * per:(i + 1) * per]) for i in range(processes)]
 
 
+def pin_from_env() -> None:
+    """In a spawned worker, before anything starts a thread: pin to the CPUs the launcher chose (threads created
+    later inherit them)."""
+    if os.environ.get(PIN_ENV):
+        os.sched_setaffinity(0, {int(c) for c in os.environ[PIN_ENV].split(",")})
+
+
 def spawn_local(config_path: Path, world_size: int, log_dir: Path, threads_per_rank: int | None = None,
                 env_extra: dict[str, str] | None = None, poll_s: float = 0.05,
                 labels: list[str] | None = None, cpu_sets: list[set[int]] | None = None) -> LaunchResult:
@@ -100,10 +108,10 @@ def _spawn_once(config_path: Path, world_size: int, log_dir: Path, threads_per_r
             env = dict(base, RANK=str(r), LOCAL_RANK=str(r))
             log = open(log_dir / f"process{r}.log", "wb")
             logs.append(log)
-            pin = (lambda cpus=cpu_sets[r]: os.sched_setaffinity(0, cpus)) if cpu_sets else None
+            if cpu_sets:  # the worker pins itself first thing, before torch starts any thread (worker.py)
+                env[PIN_ENV] = ",".join(map(str, sorted(cpu_sets[r])))
             procs.append(subprocess.Popen([sys.executable, "-m", "reference.runtime.worker", str(config_path)],
-                                          env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                          preexec_fn=pin))
+                                          env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         return _watch(procs, log_dir, poll_s, labels or [process_label([p]) for p in range(world_size)])
     except KeyboardInterrupt:
         _terminate(procs)

@@ -15,11 +15,15 @@ import sys
 import traceback
 from pathlib import Path
 
-from sim.errors import InputError
+from .launch import pin_from_env
 
-from .comm import PeerError
-from .config import RunConfig
-from .launch import ERROR_MARK, INPUT_ERROR_EXIT, PEER_ERROR_EXIT, Watchdog, die_with_parent, torchrun_env
+pin_from_env()  # spd run --pin-cpus: before torch (imported by .comm) can start a thread
+
+from sim.errors import InputError  # noqa: E402
+
+from .comm import PeerError  # noqa: E402
+from .config import RunConfig  # noqa: E402
+from .launch import ERROR_MARK, INPUT_ERROR_EXIT, PEER_ERROR_EXIT, Watchdog, die_with_parent, torchrun_env  # noqa: E402
 
 
 def run_rank(cfg: RunConfig, rank: int, world_size: int, prompts: list[dict]) -> int:
