@@ -182,7 +182,7 @@ def validation_scatter(df: pd.DataFrame, what: str = "speedup") -> dict:
     lo, hi = float(vals.min()), float(vals.max())
     pad = 0.06 * (hi - lo or 1.0)
     lo, hi = max(lo - pad, 0.0), hi + pad
-    colors = {FITTED: COLORS["spd"], PREDICTED_ONLY: COLORS["eagle3"]}
+    colors = {FITTED: COLORS["spd"], PREDICTED_ONLY: COLORS["eagle3"], FORECAST: COLORS["ppsd"]}
     unit = "x" if what == "speedup" else " tok/s"
     data = [{"type": "scatter", "mode": "lines", "x": [lo, hi], "y": [lo, hi], "name": "y = x (perfect prediction)",
              "line": {"color": "#9CA3AF", "dash": "dash"}, "hoverinfo": "skip"}]
