@@ -228,8 +228,8 @@ def test_four_gpu_h100_runs_forecast_from_the_two_gpu_profile_of_another_host():
     predicted from `profiles/h100x4_2gpu_s8.json`, which saw 2 GPUs only: median 2.4%, max 7.8% per run when
     written; each configuration's mean: median 1.7%, max 5.4%. Repeats spread by up to 10.6% (runs four times
     longer than session 9's spread as much: a launch's own speed, not per-token noise). The AR pipeline's trace
-    overhead grows with its serial ranks (it was predicted 9-12% slow with a per-cycle constant). Four full-trace
-    runs (4 x 64 tokens) are predicted 9-14% slow: full tracing costs less on this host than on the profile's."""
+    overhead grows with its serial ranks (it was predicted 9-12% slow with a per-cycle constant). The three full-trace
+    SPD runs (4 x 64 tokens) are predicted 9-14% slow: full tracing costs less on this host than on the profile's."""
     from sim.calibration.profile import load_profile
     from sim.calibration.validate import configuration_errors, repeat_spread
 

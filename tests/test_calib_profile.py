@@ -153,6 +153,9 @@ def test_ar_pipeline_trace_overhead_per_rank_grows_with_its_serial_ranks():
     assert trace_overhead_ms(prof, "spd", 4) == {"accept": 0.05}
     old = replace(prof, trace_overhead_ms={"ar_pipeline": {"ar": 0.06}})
     assert trace_overhead_ms(old, "ar_pipeline", 4) == {"ar": 0.06}
+    for both in ({"ar": 0.06, "ar_per_rank": 0.02}, {"ar_per_rank": 0.02, "ar": 0.06}):  # per rank wins, any order
+        assert trace_overhead_ms(replace(prof, trace_overhead_ms={"ar_pipeline": both}), "ar_pipeline", 4) == \
+            {"ar": pytest.approx(0.10)}
 
     def ms_per_token(p, n, untraced):
         c = calibrated_method(p, SMALL, "ar_pipeline", stages=n, spread="constant", untraced=untraced)
@@ -162,6 +165,25 @@ def test_ar_pipeline_trace_overhead_per_rank_grows_with_its_serial_ranks():
     for n, ranks in ((2, 3), (4, 5)):
         saved = ms_per_token(prof, n, False) - ms_per_token(prof, n, True)
         assert saved == pytest.approx(0.02 * ranks, abs=2e-3), (n, saved)
+
+
+def test_per_rank_trace_overhead_is_the_ar_pipelines_only_and_needs_version_2(tmp_path):
+    """A per-rank trace overhead means something only on the AR pipeline's serial path, and only a version-2 profile
+    may hold one (an older build would read it as no overhead): the loader says so in one line; a version-1 profile
+    without one still loads."""
+    from dataclasses import replace
+
+    base = replace(true_profile(), trace_overhead_ms={"ar_pipeline": {"ar_per_rank": 0.02}})
+    base.save(tmp_path / "p.json")
+    obj = json.loads((tmp_path / "p.json").read_text())
+    assert obj["version"] == 2 and load_profile(tmp_path / "p.json").trace_overhead_ms == base.trace_overhead_ms
+    for change, what in (({"version": 1}, "from profile version 2"),
+                         ({"trace_overhead_ms": {"spd": {"accept_per_rank": 0.1}}}, "the AR pipeline's only")):
+        (tmp_path / "bad.json").write_text(json.dumps({**obj, **change}))
+        with pytest.raises(InputError, match=what):
+            load_profile(tmp_path / "bad.json")
+    (tmp_path / "v1.json").write_text(json.dumps({**obj, "version": 1, "trace_overhead_ms": {"ar_pipeline": {"ar": 0.4}}}))
+    assert load_profile(tmp_path / "v1.json").trace_overhead_ms == {"ar_pipeline": {"ar": 0.4}}
 
 
 def test_stage1_start_floor_sets_the_ar_pipeline_control_hop(tmp_path):

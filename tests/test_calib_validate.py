@@ -80,6 +80,39 @@ def test_validate_exceeded_bound_exits_1(synth, tmp_path, capsys):
 def test_validate_bad_input(tmp_path, synth):
     assert main(["validate", str(synth), "--max-error", "-1", "-o", str(tmp_path / "r")]) == 2
     assert main(["validate", str(synth)]) == 2  # no -o
+    assert main(["validate", str(synth), "--per-configuration", "-o", str(tmp_path / "r")]) == 2  # bounds nothing
+
+
+def test_configuration_errors_compare_means_of_the_same_devices():
+    """Each configuration's mean prediction against its mean measurement, speedup where every run of it has one;
+    the same configuration on another GPU model is another group (a configuration names devices by position)."""
+    from dataclasses import replace
+
+    from sim.calibration.validate import RunPrediction, configuration_errors, repeat_spread
+
+    class Run:  # what configuration_errors / repeat_spread read of a RunMeasurement
+        def __init__(self, gpu, tps):
+            self.config_key, self.trace_level, self.tokens_per_s = "spd n=2", "cycle", tps
+            self.environment = {"device_names": [gpu, gpu]}
+
+    def pred(meas_x, pred_x, meas_tps=100.0):
+        p = RunPrediction("spd", "spd n=2", "p", "spd", 2, meas_tps, predicted_tokens_per_s=meas_tps * pred_x / meas_x,
+                          measured_speedup=meas_x, predicted_speedup=pred_x)
+        p.rel_error_speedup = pred_x / meas_x - 1 if meas_x else None
+        p.rel_error_tokens_per_s = pred_x / meas_x - 1
+        return p
+
+    runs = [Run("H100", 100.0), Run("H100", 120.0), Run("H200", 150.0)]
+    preds = [pred(1.0, 1.1, 100.0), pred(1.2, 1.1, 120.0), pred(1.5, 1.5, 150.0)]  # predicted tok/s: 110, 110, 150
+    c = configuration_errors(runs, preds)
+    assert (c["configurations"], c["repeated"]) == (2, 1)
+    assert c["max_abs_rel_error"] == pytest.approx(0.0) and c["median_abs_rel_error"] == pytest.approx(0.0)  # 1.1 vs mean 1.1
+    assert repeat_spread(runs)["repeated_configurations"] == 1  # H200's run repeats nothing
+    no_ar = replace(preds[2], rel_error_speedup=None, measured_speedup=None, predicted_speedup=None,
+                    predicted_tokens_per_s=165.0, rel_error_tokens_per_s=0.1)  # no AR baseline on the H200
+    c = configuration_errors([runs[0], runs[1], Run("H100", 150.0)], [preds[0], preds[1], no_ar])
+    assert c["configurations"] == 1  # one run without a speedup: tokens/s of all three, (110+110+165) vs (100+120+150)
+    assert c["max_abs_rel_error"] == pytest.approx(385 / 370 - 1)
 
 
 @pytest.mark.skipif(not CPU_TRACES.is_dir(), reason="no committed CPU traces")

@@ -74,11 +74,19 @@ def test_pin_cpus_gives_each_process_its_own_block(run_dir, tmp_path):
     assert main(["run", "--method", "spd", "--stages", "2", "--draft", "replay", "--alpha", "0.6", "--model", TINY,
                  "--prompts", str(run_dir.parent / "p.jsonl"), "--max-new-tokens", "6", "--pin-cpus", "--out", str(out)]) == 0
     h = load_trace(out).header
-    blocks = [str(next(iter(b))) if len(b) == 1 else None for b in cpu_blocks(procs)]  # one CPU each: "k"
-    by_process = [h["rank_cpus"][h["rank_processes"].index(p)] for p in range(procs)]
-    assert h["pin_cpus"] is True and len(set(by_process)) == procs, h["rank_cpus"]  # disjoint blocks
-    assert all(b is None or b == c for b, c in zip(blocks, by_process)), (blocks, by_process)
+
+    def cpus(ranges: str) -> set[int]:  # "0-3,8" -> {0, 1, 2, 3, 8}
+        out = set()
+        for part in ranges.split(","):
+            lo, _, hi = part.partition("-")
+            out.update(range(int(lo), int(hi or lo) + 1))
+        return out
+
+    by_process = [cpus(h["rank_cpus"][h["rank_processes"].index(p)]) for p in range(procs)]
+    assert h["pin_cpus"] is True and by_process == cpu_blocks(procs), (h["rank_cpus"], cpu_blocks(procs))
+    assert not by_process[0] & by_process[1]  # disjoint blocks
     assert h["rank_cpus"][0] == h["rank_cpus"][1]  # controller and stage 1: one process
+    assert cpus(free["rank_cpus"][0]) == set(os.sched_getaffinity(0))  # unpinned: every CPU of the launch
     with pytest.raises(InputError, match="--pin-cpus: 1000 processes but only"):
         cpu_blocks(1000)
 

@@ -56,7 +56,9 @@ def free_port() -> int:
 def cpu_blocks(processes: int) -> list[set[int]]:
     """The CPUs this process may use, split into ``processes`` equal contiguous blocks (in CPU-number order, so
     on a usual Linux numbering a block stays on one socket), the remainder left unused; raises InputError where
-    CPUs cannot be pinned or are fewer than the processes."""
+    CPUs cannot be pinned or are fewer than the processes. Blocks go to processes in order, whatever GPU each
+    drives: on a multi-socket host a process may land on the socket far from its GPU (`nvidia-smi topo -m`
+    shows each GPU's CPU affinity)."""
     from sim.errors import InputError
 
     if not hasattr(os, "sched_setaffinity"):

@@ -236,7 +236,7 @@ def build_plan(plan: str, gguf: str | None = None) -> list[Spec]:
                 m += [replace(s, name=f"{s.name}_r{rep}", extra=s.extra + (dv if s.method == "spd" else ()))
                       for s in _shape_runs(sh, 2, "cycle", "long", 1)]
         return m
-    if plan == "x4-long":  # session 10: the x4 wall-clock set, one repeat per call (run with 8 prompts x 256 tokens)
+    if plan == "x4-long":  # session 10: the x4 wall-clock set, one repeat per call (run with 8 prompts x 128 tokens)
         # 4 x 64-token runs repeat within 8%, the size of the error goal; each call measures the whole set once,
         # with its own AR baselines, so three calls give three interleaved repeats of every configuration
         q, pl = "random:qwen3-4b", _one_per_gpu(4)

@@ -167,6 +167,7 @@ class RunMeasurement:
     # SPD: when rank 0 sends GO, "after_verify" (the default) or "speculative" (before the verify; a validation
     # target only, predicted as method spd_speculative from the other runs' SPD terms)
     control: str = "after_verify"
+    pin_cpus: bool = False  # `spd run --pin-cpus`: each process on its own block of CPUs (header, since session 10)
     ar_step_ms: list[float] = field(default_factory=list)
     # pipeline runs, both trace levels: decode-cycle durations (ms) of the measured prompts by cycle event
     # (accept | reject | fill | ar); a full trace and its cycle-level twin show what the tracing costs
@@ -174,9 +175,12 @@ class RunMeasurement:
 
     @property
     def runtime(self) -> str:
+        """The executor variant as part of the configuration; CPU pinning makes another configuration (its runs are
+        not repeats of unpinned ones) but not another variant to fit (``same_variant``)."""
+        pin = " pinned-cpus" if self.pin_cpus else ""
         if self.method == "ar":
-            return f"kernels={self.kernels}"
-        return f"kernels={self.kernels} processes={self.processes}" + (" draft-graphs" if self.draft_graphs else "")
+            return f"kernels={self.kernels}{pin}"
+        return f"kernels={self.kernels} processes={self.processes}" + (" draft-graphs" if self.draft_graphs else "") + pin
 
     def same_variant(self, other: "RunMeasurement") -> bool:
         """Same kernels; between two pipeline runs the same process layout; between two SPD runs the same
@@ -329,6 +333,7 @@ def measure_trace(tr: Trace, require_full: bool = True) -> RunMeasurement:
         trace_level=str(level), kernels=_kernels(h),
         processes=header_process_layout(h),
         draft_graphs=bool(draft.get("graphs")) if tr.method == "spd" else False, control=control,
+        pin_cpus=bool(h.get("pin_cpus")),
     )
     if m.method == "ar":
         m.ar_step_ms = [p.decode_ms / p.tokens for p in m.prompts if p.tokens > 0]

@@ -28,7 +28,7 @@ from scipy.optimize import least_squares, lsq_linear
 
 from ..errors import InputError
 from .extract import ModelShape, RunMeasurement
-from .profile import LINK_TYPES, DeviceShare, Dist, LinearFit, MethodTerms, Profile, StageModel, draft_fit_key
+from .profile import LINK_TYPES, PER_RANK, DeviceShare, Dist, LinearFit, MethodTerms, Profile, StageModel, draft_fit_key
 
 
 def fit_linear(features: list[dict[str, float]], y: list[float], names: tuple[str, ...]) -> LinearFit:
@@ -227,7 +227,6 @@ def fit_by_method(pipe: list[RunMeasurement], stage: StageModel) -> dict[str, Me
     return out
 
 
-PER_RANK = "_per_rank"  # suffix of an AR-pipeline trace-overhead event stored per rank on the serial path
 MIN_CYCLES_PER_EVENT = 10  # fewer cycles of an event in a run: its median is too noisy for the trace overhead
 
 

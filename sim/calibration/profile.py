@@ -23,7 +23,8 @@ from ..errors import InputError
 from ..io import atomic_write_json
 
 PROFILE_FORMAT = "spd-profile"
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2  # 2 (session 10): the AR pipeline's trace overhead may be stored per rank ("ar_per_rank")
+READS_VERSIONS = (1, 2)  # version 1: every trace overhead per cycle
 MAX_SAMPLES = 64  # quantiles kept per distribution: enough for an empirical draw, small files
 LINK_TYPES = ("same_device", "intra_node", "inter_node")
 # environment keys that make a profile non-transferable when they differ
@@ -362,21 +363,31 @@ def _by_method(obj: Any, src: str) -> dict[str, MethodTerms]:
     return out
 
 
-def _trace_overhead(obj: Any, src: str) -> dict[str, dict[str, float]]:
+PER_RANK = "_per_rank"  # suffix of a trace-overhead event stored per rank on the AR pipeline's serial path
+
+
+def _trace_overhead(obj: Any, src: str, version: int) -> dict[str, dict[str, float]]:
     bad = InputError(f"{src}: trace_overhead_ms: expected {{method: {{cycle event: ms}}}}")
     if not isinstance(obj, dict) or not all(isinstance(v, dict) for v in obj.values()):
         raise bad
     try:
-        return {str(m): {str(e): float(x) for e, x in d.items()} for m, d in obj.items()}
+        out = {str(m): {str(e): float(x) for e, x in d.items()} for m, d in obj.items()}
     except (TypeError, ValueError):
         raise bad from None
+    for m, d in out.items():
+        per_rank = [e for e in d if e.endswith(PER_RANK)]
+        if per_rank and (m != "ar_pipeline" or version < 2):
+            raise InputError(f"{src}: trace_overhead_ms.{m}.{per_rank[0]}: per-rank overheads are the AR pipeline's "
+                             "only, from profile version 2")
+    return out
 
 
 def parse_profile(obj: Any, src: str = "profile") -> Profile:
     if not isinstance(obj, dict) or obj.get("format") != PROFILE_FORMAT:
         raise InputError(f"{src}: not an {PROFILE_FORMAT} file (missing \"format\": \"{PROFILE_FORMAT}\")")
-    if obj.get("version") != PROFILE_VERSION:
-        raise InputError(f"{src}: version: unsupported profile version {obj.get('version')!r} (this build reads {PROFILE_VERSION})")
+    if obj.get("version") not in READS_VERSIONS:
+        raise InputError(f"{src}: version: unsupported profile version {obj.get('version')!r} (this build reads "
+                         f"{', '.join(map(str, READS_VERSIONS))})")
     try:
         st = obj["stage"]
         if not isinstance(st, dict):
@@ -415,7 +426,7 @@ def parse_profile(obj: Any, src: str = "profile") -> Profile:
             source=obj.get("source") or {}, instrumentation=obj.get("instrumentation"),
             by_method=_by_method(obj.get("by_method") or {}, src),
             verify_fill=_dist(obj["verify_fill"], src, "verify_fill") if obj.get("verify_fill") is not None else None,
-            trace_overhead_ms=_trace_overhead(obj.get("trace_overhead_ms") or {}, src),
+            trace_overhead_ms=_trace_overhead(obj.get("trace_overhead_ms") or {}, src, obj["version"]),
             ar_step_ms_by_shape=_num_map(obj.get("ar_step_ms_by_shape") or {}, src, "ar_step_ms_by_shape"),
         )
     except KeyError as exc:

@@ -28,8 +28,8 @@ from ..des.plan import CycleCosts
 from ..errors import InputError
 from ..scenario import Acceptance, Latency, MethodSpec, Scenario, balanced_split, parse_scenario
 from .extract import ModelShape, link_type_of
-from .fit import PER_RANK, shape_lookup
-from .profile import DeviceShare, Dist, Profile, resolve_draft_source, same_dims_key
+from .fit import shape_lookup
+from .profile import PER_RANK, DeviceShare, Dist, Profile, resolve_draft_source, same_dims_key
 
 SPREADS = ("lognormal", "empirical", "constant")
 PIPELINE_METHODS = ("ar_pipeline", "spd", "ppsd", "spd_speculative")
@@ -263,9 +263,10 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
 
 
 def trace_overhead_ms(profile: Profile, method: str, n: int) -> dict[str, float]:
-    """What ``--trace full`` adds to each cycle event of ``method`` at n stages (ms): events fitted per rank on the
-    serial path (the AR pipeline's, ``sim.calibration.fit.fit_trace_overhead``) times its n + 1 ranks; older
-    profiles' per-cycle values as they are."""
+    """What ``--trace full`` adds to each cycle event of ``method`` at n stages (ms): the AR pipeline's events
+    fitted per rank on its serial path (``sim.calibration.fit.fit_trace_overhead``; the profile loader allows them
+    for no other method) times its n + 1 ranks, winning over a per-cycle value of the same event; per-cycle values
+    (SPD's, version-1 profiles') as they are."""
     out = {}
     for event, ms in profile.trace_overhead_ms.get(method, {}).items():
         if event.endswith(PER_RANK):

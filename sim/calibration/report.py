@@ -58,17 +58,16 @@ def scatter_svg(preds: list[RunPrediction], size: int = 420) -> str:
 
 def write_report(out_dir: str | Path, preds: list[RunPrediction], command: str, max_error: float | None,
                  profile: str | None = None, repeats: str | None = None, configurations: dict | None = None,
-                 bound_per_configuration: bool = False) -> Path:
+                 bound: tuple[str, dict] | None = None) -> Path:
     """``profile``: the path of the one profile every run was predicted from (``spd validate --profile``);
     None when each run was predicted from a profile of the other configurations (leave-one-configuration-out).
     ``repeats``: the set's noise floor (``validate.repeat_spread_line``), where it has repeated configurations;
-    ``configurations``: ``validate.configuration_errors``; ``bound_per_configuration``: ``max_error`` applies to
-    each configuration's mean over its runs, not to every run."""
+    ``configurations``: ``validate.configuration_errors``; ``bound``: what ``max_error`` applies to and its error
+    summary (default: every run, ``error_summary(preds)``)."""
     out = Path(out_dir)
     s = error_summary(preds)
     conf_line = configuration_errors_line(configurations) if configurations else None
-    bounded = configurations if bound_per_configuration and configurations else s
-    bound_on = "each configuration's mean" if bound_per_configuration else "every run"
+    bound_on, bounded = bound or ("every run", s)
     if profile:
         kind, how = "forecast from a given profile", f"Each run is predicted by the profile `{profile}`"
     else:

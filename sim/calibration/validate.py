@@ -178,12 +178,18 @@ def error_summary(preds: list[RunPrediction]) -> dict:
             "max_abs_rel_error": float(np.max(errs)) if errs else None}
 
 
+def _repeat_key(r: RunMeasurement) -> tuple:
+    """Runs with the same key repeat one measurement: configuration, trace level and device models (the
+    configuration names devices by position only, "host/dev0")."""
+    return r.config_key, r.trace_level, tuple(r.environment.get("device_names") or ())
+
+
 def repeat_spread(runs: list[RunMeasurement]) -> dict:
     """The noise floor of a set: configurations measured more than once at one trace level, and the spread of
     their tokens/s, (max - min) / mean. A single run cannot be predicted closer than its repeats agree."""
-    groups: dict[tuple[str, str], list[float]] = {}
+    groups: dict[tuple, list[float]] = {}
     for r in runs:
-        groups.setdefault((r.config_key, r.trace_level), []).append(r.tokens_per_s)
+        groups.setdefault(_repeat_key(r), []).append(r.tokens_per_s)
     spreads = [(max(v) - min(v)) / float(np.mean(v)) for v in groups.values() if len(v) > 1]
     return {"repeated_configurations": len(spreads),
             "median_spread": float(np.median(spreads)) if spreads else None,
@@ -191,20 +197,22 @@ def repeat_spread(runs: list[RunMeasurement]) -> dict:
 
 
 def configuration_errors(runs: list[RunMeasurement], preds: list[RunPrediction]) -> dict:
-    """The error of each configuration's mean over its runs (at one trace level): the predicted speedup against
-    the mean of its runs' measured speedups (tokens/s where the set has no AR baseline). What a user deciding on
-    a configuration is after is its expected speed, which one run measures only to within the repeat spread.
-    ``repeated``: configurations with more than one run (with none, this is the per-run summary again)."""
-    groups: dict[tuple[str, str], list[RunPrediction]] = {}
+    """The error of each configuration's mean over its runs (same configuration, trace level and devices): the
+    mean predicted speedup against the mean measured one where every run of it has both (tokens/s otherwise).
+    What a user deciding on a configuration is after is its expected speed, which one run measures only to within
+    the repeat spread. ``repeated``: configurations with more than one run (with none, this is the per-run
+    summary again)."""
+    groups: dict[tuple, list[RunPrediction]] = {}
     for r, p in zip(runs, preds):
         if p.error is not None:
-            groups.setdefault((r.config_key, r.trace_level), []).append(p)
+            groups.setdefault(_repeat_key(r), []).append(p)
     errs = []
     for ps in groups.values():
-        if ps[0].rel_error_speedup is not None:
-            errs.append(_rel(ps[0].predicted_speedup, float(np.mean([p.measured_speedup for p in ps]))))
+        if all(p.rel_error_speedup is not None for p in ps):
+            pred, meas = [p.predicted_speedup for p in ps], [p.measured_speedup for p in ps]
         else:
-            errs.append(_rel(ps[0].predicted_tokens_per_s, float(np.mean([p.measured_tokens_per_s for p in ps]))))
+            pred, meas = [p.predicted_tokens_per_s for p in ps], [p.measured_tokens_per_s for p in ps]
+        errs.append(_rel(float(np.mean(pred)), float(np.mean(meas))))
     errs = [abs(e) for e in errs if e is not None]
     return {"configurations": len(errs), "repeated": sum(len(ps) > 1 for ps in groups.values()),
             "median_abs_rel_error": float(np.median(errs)) if errs else None,

@@ -45,6 +45,8 @@ def run(args) -> int:
         raise InputError("-o/--out: report directory required")
     if args.max_error is not None and not args.max_error > 0:
         raise InputError(f"--max-error: must be > 0, got {args.max_error}")
+    if args.per_configuration and args.max_error is None:
+        raise InputError("--per-configuration: says what --max-error bounds; give --max-error too")
     from ..calibration.inputs import load_runs
     from ..calibration.profile import load_profile, local_environment
     from ..calibration.report import table, write_report
@@ -63,9 +65,8 @@ def run(args) -> int:
     if conf_line:
         print(f"per configuration: {conf_line}")
     cmd = "spd validate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "spd validate"
-    bounded = conf if args.per_configuration else error_summary(preds)
-    what = "each configuration's mean" if args.per_configuration else "every run"
-    out = write_report(args.out, preds, cmd, args.max_error, args.profile, repeats, conf, args.per_configuration)
+    what, bounded = ("each configuration's mean", conf) if args.per_configuration else ("every run", error_summary(preds))
+    out = write_report(args.out, preds, cmd, args.max_error, args.profile, repeats, conf, (what, bounded))
     print(f"report: {out / 'report.md'} (scatter.svg, validation.json)")
     if bounded["median_abs_rel_error"] is None:
         sys.stderr.write("spd validate: error: no run could be predicted (see the notes in the report)\n")
