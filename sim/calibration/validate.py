@@ -178,7 +178,7 @@ def error_summary(preds: list[RunPrediction]) -> dict:
             "max_abs_rel_error": float(np.max(errs)) if errs else None}
 
 
-def _repeat_key(r: RunMeasurement) -> tuple:
+def repeat_key(r: RunMeasurement) -> tuple:
     """Runs with the same key repeat one measurement: configuration, trace level and device models (the
     configuration names devices by position only, "host/dev0")."""
     return r.config_key, r.trace_level, tuple(r.environment.get("device_names") or ())
@@ -189,7 +189,7 @@ def repeat_spread(runs: list[RunMeasurement]) -> dict:
     their tokens/s, (max - min) / mean. A single run cannot be predicted closer than its repeats agree."""
     groups: dict[tuple, list[float]] = {}
     for r in runs:
-        groups.setdefault(_repeat_key(r), []).append(r.tokens_per_s)
+        groups.setdefault(repeat_key(r), []).append(r.tokens_per_s)
     spreads = [(max(v) - min(v)) / float(np.mean(v)) for v in groups.values() if len(v) > 1]
     return {"repeated_configurations": len(spreads),
             "median_spread": float(np.median(spreads)) if spreads else None,
@@ -205,7 +205,7 @@ def configuration_errors(runs: list[RunMeasurement], preds: list[RunPrediction])
     groups: dict[tuple, list[RunPrediction]] = {}
     for r, p in zip(runs, preds):
         if p.error is not None:
-            groups.setdefault(_repeat_key(r), []).append(p)
+            groups.setdefault(repeat_key(r), []).append(p)
     errs = []
     for ps in groups.values():
         if all(p.rel_error_speedup is not None for p in ps):
