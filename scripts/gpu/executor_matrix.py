@@ -199,6 +199,14 @@ def _spec_control_twins(sh: str, n: int, call: int, ar: bool = True, default: tu
                      extra=extra + ("--speculative-control",)) for a in (1.0, 0.8)]
 
 
+def _qwen4_split(split: str, trace: str, group: str, call: int, tail: str = "") -> Spec:
+    """qwen3-4b SPD n=4 at alpha 1.0, one stage per GPU, with an explicit stage split: the runs that check what
+    `spd split` proposes against the balanced split (named ..._split8-14-8-6<tail>)."""
+    return Spec(f"qwen3-4b_spd4_a1.0{'_cycle' if trace == 'cycle' else ''}_split{split.replace(',', '-')}{tail}",
+                "random:qwen3-4b", "spd", 4, _one_per_gpu(4), 1.0, trace, group, call=call,
+                extra=("--stage-split", split))
+
+
 def build_plan(plan: str, gguf: str | None = None) -> list[Spec]:
     """The GPU runs of a plan, priority-ordered (within each call). Headline wall-clock runs at trace level
     'cycle' (no per-op syncs), calibration runs at 'full' (what `spd calibrate` fits, `spd validate` checks)."""
@@ -214,8 +222,7 @@ def build_plan(plan: str, gguf: str | None = None) -> list[Spec]:
         q, pl = "random:qwen3-4b", _one_per_gpu(4)
         m += [Spec("qwen3-4b_ar_cycle_c3", q, "ar", 1, "0", trace="cycle", group="split", call=3),
               Spec("qwen3-4b_spd4_a1.0_cycle_c3", q, "spd", 4, pl, 1.0, "cycle", "split", call=3),
-              Spec("qwen3-4b_spd4_a1.0_cycle_split7-9-9-11", q, "spd", 4, pl, 1.0, "cycle", "split", call=3,
-                   extra=("--stage-split", "7,9,9,11")),
+              _qwen4_split("7,9,9,11", "cycle", "split", 3),
               Spec("qwen3-4b_spd4_a0.8_cycle_split7-9-9-11", q, "spd", 4, pl, 0.8, "cycle", "split", call=3,
                    extra=("--stage-split", "7,9,9,11"))]
         m += _spec_control_twins("qwen3-4b", 4, 3, ar=False, default=(0.8,))  # session 6; call 3 has AR and a1.0
@@ -223,11 +230,9 @@ def build_plan(plan: str, gguf: str | None = None) -> list[Spec]:
         # slower; all three splits at cycle level (the wall clock) and at full trace (what the model is fitted on)
         for trace, sfx, group in (("cycle", "_cycle", "split"), ("full", "", "split-traced")):
             m.append(Spec(f"qwen3-4b_ar{sfx}_c4", q, "ar", 1, "0", trace=trace, group=group, call=4))
-            m += [Spec(f"qwen3-4b_spd4_a1.0{sfx}_split{sp.replace(',', '-')}_c4", q, "spd", 4, pl, 1.0, trace, group,
-                       call=4, extra=("--stage-split", sp)) for sp in ("9,9,9,9", "7,9,9,11", "8,14,8,6")]
+            m += [_qwen4_split(sp, trace, group, 4, "_c4") for sp in ("9,9,9,9", "7,9,9,11", "8,14,8,6")]
         # and the split `spd split scenarios/h100x4_n4.json --profile profiles/h100x4_2gpu_s8.json` proposes (+6.7%)
-        m.append(Spec("qwen3-4b_spd4_a1.0_cycle_split8-12-9-7_c4", q, "spd", 4, pl, 1.0, "cycle", "split", call=4,
-                      extra=("--stage-split", "8,12,9,7")))
+        m.append(_qwen4_split("8,12,9,7", "cycle", "split", 4, "_c4"))
         return m  # call 2 then runs --plan x4-default-model too (docs/multi-gpu-plan.md)
     if plan == "x2-long":  # session 10: the sub-1B shapes' n=2 wall-clock runs, two interleaved repeats in one call
         dv, m = ("--draft-vocab", str(DRAFT_VOCAB)), []
@@ -239,12 +244,10 @@ def build_plan(plan: str, gguf: str | None = None) -> list[Spec]:
     if plan == "x4-long":  # session 10: the x4 wall-clock set, one repeat per call (run with 8 prompts x 128 tokens)
         # 4 x 64-token runs repeat within 8%, the size of the error goal; each call measures the whole set once,
         # with its own AR baselines, so three calls give three interleaved repeats of every configuration
-        q, pl = "random:qwen3-4b", _one_per_gpu(4)
         m = []
         for call in (1, 2, 3):
             runs = _shape_runs("qwen3-4b", 4, "cycle", "long", call) + _shape_runs("llama-3.1-8b", 4, "cycle", "long", call)
-            runs += [Spec(f"qwen3-4b_spd4_a1.0_cycle_split{sp.replace(',', '-')}", q, "spd", 4, pl, 1.0, "cycle",
-                          "long", call=call, extra=("--stage-split", sp)) for sp in ("8,12,9,7", "8,14,8,6", "7,9,9,11")]
+            runs += [_qwen4_split(sp, "cycle", "long", call) for sp in ("8,12,9,7", "8,14,8,6", "7,9,9,11")]
             m += [replace(s, name=f"{s.name}_r{call}") for s in runs]
         return m
     if plan == "x4-pin":  # does --pin-cpus tighten the launch-to-launch spread? (session 10 found up to 10.6%)
