@@ -108,6 +108,14 @@ def test_configuration_errors_compare_means_of_the_same_devices():
     assert (c["configurations"], c["repeated"]) == (2, 1)
     assert c["max_abs_rel_error"] == pytest.approx(0.0) and c["median_abs_rel_error"] == pytest.approx(0.0)  # 1.1 vs mean 1.1
     assert repeat_spread(runs)["repeated_configurations"] == 1  # H200's run repeats nothing
+    # one row per configuration, as `spd validate --per-configuration` prints it: the H100 pair spreads 20/110
+    h100, h200 = c["rows"]
+    assert (h100["runs"], h100["unit"], h200["spread"]) == (2, "speedup", None)
+    assert h100["measured_mean"] == pytest.approx(1.1) and h100["spread"] == pytest.approx(20 / 110)
+    from sim.calibration.report import configuration_table
+
+    lines = configuration_table(c).splitlines()
+    assert len(lines) == 4 and lines[0].split()[0] == "configuration" and lines[2].split()[-2:] == ["+0.0%", "18.2%"]
     no_ar = replace(preds[2], rel_error_speedup=None, measured_speedup=None, predicted_speedup=None,
                     predicted_tokens_per_s=165.0, rel_error_tokens_per_s=0.1)  # no AR baseline on the H200
     c = configuration_errors([runs[0], runs[1], Run("H100", 150.0)], [preds[0], preds[1], no_ar])

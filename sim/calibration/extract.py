@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..scenario import balanced_split
 from ..traces import Trace, header_process_layout, load_trace
 
 LATE_START_MS = 0.02  # stage 1 starting this long after the broadcast's end waited for something else
@@ -255,6 +256,8 @@ class RunMeasurement:
         notes = [self.kernels] if self.kernels != "fused" else []
         notes += [self.processes] if self.method != "ar" and self.processes != "per-device" else []
         notes += ["eager draft"] if self.method == "spd" and not self.draft_graphs and self.kernels != "reference" else []
+        notes += ["pinned CPUs"] if self.pin_cpus else []
+        notes += [f"split {'/'.join(map(str, self.split))}"] if self.split != balanced_split(self.shape.layers, self.n) else []
         variant = f" [{', '.join(notes)}]" if notes else ""
         return f"{self.shape.name} {self.model_method} n={self.n}{draft}{variant}"
 

@@ -14,20 +14,35 @@ def _f(v, fmt=".2f") -> str:
     return "-" if v is None else format(v, fmt)
 
 
+def _columns(cols: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """A fixed-width text table: the first column left-aligned, the rest right-aligned, a rule under the header."""
+    w = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
+    line = lambda r: "  ".join(x.ljust(w[i]) if i == 0 else x.rjust(w[i]) for i, x in enumerate(r))  # noqa: E731
+    return [line(cols), line(tuple("-" * x for x in w))] + [line(r) for r in rows]
+
+
 def table(preds: list[RunPrediction]) -> str:
     cols = ("run", "meas tok/s", "sim tok/s", "cf tok/s", "err tok/s", "meas x", "sim x", "cf x", "err x")
     rows = [(p.label, _f(p.measured_tokens_per_s, ".1f"), _f(p.predicted_tokens_per_s, ".1f"),
              _f(p.closed_form_tokens_per_s, ".1f"), _f(p.rel_error_tokens_per_s and 100 * p.rel_error_tokens_per_s, "+.1f") + "%",
              _f(p.measured_speedup, ".3f"), _f(p.predicted_speedup, ".3f"), _f(p.closed_form_speedup, ".3f"),
              (_f(100 * p.rel_error_speedup, "+.1f") + "%") if p.rel_error_speedup is not None else "-") for p in preds]
-    w = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
-    line = lambda r: "  ".join(x.ljust(w[i]) if i == 0 else x.rjust(w[i]) for i, x in enumerate(r))  # noqa: E731
     s = error_summary(preds)
-    out = [line(cols), line(tuple("-" * x for x in w))] + [line(r) for r in rows]
+    out = _columns(cols, rows)
     med, mx = s["median_abs_rel_error"], s["max_abs_rel_error"]
     out.append(f"{s['predicted']}/{s['runs']} runs predicted; |relative error| (speedup where an AR baseline was measured, "
                f"else tokens/s): median {_f(med and 100 * med, '.1f')}%, max {_f(mx and 100 * mx, '.1f')}%")
     return "\n".join(out)
+
+
+def configuration_table(conf: dict) -> str:
+    """``validate.configuration_errors``' rows: which configuration's mean is off, and how far its own repeats
+    spread (tokens/s, (max - min) / mean)."""
+    cols = ("configuration", "trace", "runs", "unit", "meas mean", "pred mean", "err", "repeat spread")
+    rows = [(r["label"], r["trace_level"], str(r["runs"]), r["unit"], f"{r['measured_mean']:.3f}",
+             f"{r['predicted_mean']:.3f}", "-" if r["rel_error"] is None else f"{100 * r['rel_error']:+.1f}%",
+             "-" if r["spread"] is None else f"{100 * r['spread']:.1f}%") for r in conf.get("rows", [])]
+    return "\n".join(_columns(cols, rows))
 
 
 def scatter_svg(preds: list[RunPrediction], size: int = 420) -> str:
@@ -80,7 +95,7 @@ def write_report(out_dir: str | Path, preds: list[RunPrediction], command: str, 
     if repeats:
         md += [f"**Noise floor**: {repeats}.", ""]
     if conf_line:
-        md += [f"**Per configuration**: {conf_line}.", ""]
+        md += [f"**Per configuration**: {conf_line}.", "", "```", configuration_table(configurations), "```", ""]
     if max_error is not None:
         md.append(f"Error bound `--max-error {max_error}` on {bound_on}: "
                   + ("met" if bounded["max_abs_rel_error"] is not None and bounded["max_abs_rel_error"] <= max_error

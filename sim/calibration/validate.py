@@ -201,22 +201,28 @@ def configuration_errors(runs: list[RunMeasurement], preds: list[RunPrediction])
     mean predicted speedup against the mean measured one where every run of it has both (tokens/s otherwise).
     What a user deciding on a configuration is after is its expected speed, which one run measures only to within
     the repeat spread. ``repeated``: configurations with more than one run (with none, this is the per-run
-    summary again)."""
-    groups: dict[tuple, list[RunPrediction]] = {}
+    summary again); ``rows``: one per configuration, in first-run order (``report.configuration_table`` prints them)."""
+    groups: dict[tuple, list[tuple[RunMeasurement, RunPrediction]]] = {}
     for r, p in zip(runs, preds):
         if p.error is not None:
-            groups.setdefault(repeat_key(r), []).append(p)
-    errs = []
-    for ps in groups.values():
-        if all(p.rel_error_speedup is not None for p in ps):
+            groups.setdefault(repeat_key(r), []).append((r, p))
+    rows = []
+    for members in groups.values():
+        ps = [p for _, p in members]
+        unit = "speedup" if all(p.rel_error_speedup is not None for p in ps) else "tokens/s"
+        if unit == "speedup":
             pred, meas = [p.predicted_speedup for p in ps], [p.measured_speedup for p in ps]
         else:
             pred, meas = [p.predicted_tokens_per_s for p in ps], [p.measured_tokens_per_s for p in ps]
-        errs.append(_rel(float(np.mean(pred)), float(np.mean(meas))))
-    errs = [abs(e) for e in errs if e is not None]
-    return {"configurations": len(errs), "repeated": sum(len(ps) > 1 for ps in groups.values()),
+        tps = [r.tokens_per_s for r, _ in members]
+        rows.append({"label": ps[0].label, "trace_level": members[0][0].trace_level, "runs": len(ps), "unit": unit,
+                     "measured_mean": float(np.mean(meas)), "predicted_mean": float(np.mean(pred)),
+                     "rel_error": _rel(float(np.mean(pred)), float(np.mean(meas))),
+                     "spread": (max(tps) - min(tps)) / float(np.mean(tps)) if len(tps) > 1 else None})
+    errs = [abs(row["rel_error"]) for row in rows if row["rel_error"] is not None]
+    return {"configurations": len(errs), "repeated": sum(row["runs"] > 1 for row in rows),
             "median_abs_rel_error": float(np.median(errs)) if errs else None,
-            "max_abs_rel_error": float(np.max(errs)) if errs else None}
+            "max_abs_rel_error": float(np.max(errs)) if errs else None, "rows": rows}
 
 
 def configuration_errors_line(conf: dict) -> str | None:

@@ -49,7 +49,7 @@ def run(args) -> int:
         raise InputError("--per-configuration: says what --max-error bounds; give --max-error too")
     from ..calibration.inputs import load_runs
     from ..calibration.profile import load_profile, local_environment
-    from ..calibration.report import table, write_report
+    from ..calibration.report import configuration_table, table, write_report
     from ..calibration.validate import (configuration_errors, configuration_errors_line, error_summary, repeat_spread,
                                         repeat_spread_line, validate_runs)
 
@@ -63,6 +63,8 @@ def run(args) -> int:
     conf = configuration_errors(runs, preds)
     conf_line = configuration_errors_line(conf)
     if conf_line:
+        if args.per_configuration:
+            print(configuration_table(conf))
         print(f"per configuration: {conf_line}")
     cmd = "spd validate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "spd validate"
     what, bounded = ("each configuration's mean", conf) if args.per_configuration else ("every run", error_summary(preds))
