@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from sim.calibration.profile import ProfileMismatchWarning, load_profile
+from sim.calibration.profile import PROFILE_VERSION, ProfileMismatchWarning, load_profile
 from sim.calibration.published import build_published_profile, forecast_rows, load_published, wall_cycle_targets
 from sim.cli import main
 from sim.errors import InputError
@@ -176,7 +176,7 @@ def test_per_rank_trace_overhead_is_the_ar_pipelines_only_and_needs_version_2(tm
     base = replace(true_profile(), trace_overhead_ms={"ar_pipeline": {"ar_per_rank": 0.02}})
     base.save(tmp_path / "p.json")
     obj = json.loads((tmp_path / "p.json").read_text())
-    assert obj["version"] == 2 and load_profile(tmp_path / "p.json").trace_overhead_ms == base.trace_overhead_ms
+    assert obj["version"] == PROFILE_VERSION >= 2 and load_profile(tmp_path / "p.json").trace_overhead_ms == base.trace_overhead_ms
     for change, what in (({"version": 1}, "from profile version 2"),
                          ({"trace_overhead_ms": {"spd": {"accept_per_rank": 0.1}}}, "the AR pipeline's only")):
         (tmp_path / "bad.json").write_text(json.dumps({**obj, **change}))
@@ -247,3 +247,28 @@ def test_a_trained_drafters_timing_serves_only_its_own_model():
     assert src == "replay" and "not measured" in note
     assert resolve_draft_source(draft, "replay", "SmolLM2") == ("replay", None)
     assert resolve_draft_source({"pdm": object()}, None, "any") == ("pdm", None)
+
+
+def test_uninstrumented_contention_round_trips_and_needs_version_3(tmp_path):
+    """kappa = c x T for uninstrumented runs with stages sharing a device (session 11): saved and read back, used
+    only where asked (``untraced``) and only for the method fitted; a version-2 file may not carry it (an older
+    build would predict those runs with the full-trace kappa without a word)."""
+    from dataclasses import replace
+
+    from sim.calibration.profile import DeviceShare
+
+    p0 = true_profile()
+    st = replace(p0.stage, untraced_kappa_per_ms_by_method={"spd": 0.2}, untraced_forward_range_ms={"spd": [1.0, 2.0]})
+    replace(p0, stage=st).save(tmp_path / "p.json")
+    back = load_profile(tmp_path / "p.json").stage
+    assert back.untraced_kappa_per_ms_by_method == {"spd": 0.2} and back.untraced_forward_range_ms == {"spd": [1.0, 2.0]}
+    share, key, mp = DeviceShare(2, False), "x", 10.0
+    t = back.alone_ms(4, key, mp)
+    assert back.forward_ms(4, key, mp, share, "spd", untraced=True) == pytest.approx(t * (1 + 0.2 * t))
+    assert back.forward_ms(4, key, mp, share, "spd") == back.forward_ms(4, key, mp, share, "spd", untraced=False)
+    assert back.forward_ms(4, key, mp, share, "ppsd", untraced=True) == back.forward_ms(4, key, mp, share, "ppsd")
+    assert back.forward_ms(4, key, mp, DeviceShare(1, False), "spd", untraced=True) == pytest.approx(t)
+    obj = json.loads((tmp_path / "p.json").read_text())
+    (tmp_path / "v2.json").write_text(json.dumps({**obj, "version": 2}))
+    with pytest.raises(InputError, match="from profile version 3"):
+        load_profile(tmp_path / "v2.json")

@@ -29,6 +29,7 @@ from scipy.optimize import least_squares, lsq_linear
 from ..errors import InputError
 from .extract import ModelShape, RunMeasurement
 from .profile import LINK_TYPES, PER_RANK, DeviceShare, Dist, LinearFit, MethodTerms, Profile, StageModel, draft_fit_key
+from .untraced_contention import fit_untraced_contention, shares_stage_devices
 
 
 def fit_linear(features: list[dict[str, float]], y: list[float], names: tuple[str, ...]) -> LinearFit:
@@ -250,7 +251,8 @@ def fit_trace_overhead(runs: list[RunMeasurement]) -> tuple[dict[str, dict[str, 
     deltas: dict[tuple[str, str], list[float]] = defaultdict(list)
     pairs = 0
     for r in runs:
-        if r.method == "ar" or r.trace_level == "full" or r.config_key not in full:
+        # stages sharing a device: tracing changes their contention too, which untraced_contention.py fits instead
+        if r.method == "ar" or r.trace_level == "full" or r.config_key not in full or shares_stage_devices(r):
             continue
         pairs += 1
         twin = full[r.config_key]
@@ -269,9 +271,11 @@ def fit_trace_overhead(runs: list[RunMeasurement]) -> tuple[dict[str, dict[str, 
 
 def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> Profile:
     """The profile of a set of runs (all from one machine: their environments are merged, differences noted).
-    Cycle-level pipeline runs are not fitted; those with a full-trace twin give the trace overhead."""
+    Cycle-level pipeline runs are not fitted term by term: those with a full-trace twin give the trace overhead,
+    those with stages sharing a device the uninstrumented contention (through the simulator, last)."""
     if not runs:
         raise InputError("calibrate: no runs given")
+    given = runs
     variants = sorted({r.runtime for r in runs})
     if any(not a.same_variant(b) for a in runs for b in runs):
         raise InputError(f"calibrate: the runs mix executor variants ({'; '.join(variants)}): a profile describes "
@@ -344,7 +348,7 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
     ver_f, ver_y = _verify_points(pipe, stage)
     ar_extra = fit_linear(ar_feats, ar_y, ("const", "head_mparams")) if ar_y else \
         fit_linear(ver_f, ver_y, ("const", "head_mparams"))
-    return Profile(
+    prof = Profile(
         environment=env, stage=stage, ar_extra=ar_extra, ar_spread=Dist.of(ar_ratios) if ar_ratios else Dist(1.0),
         draft={src: fit_linear(draft_f[src], draft_y[src], DRAFT_FEATURES) for src in draft_f},
         draft_spread=Dist.of(draft_ratios) if draft_ratios else Dist(1.0), hops=hops, hop_ms_per_kb=slopes,
@@ -361,6 +365,12 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
                 "variants": [dict(t) for t in sorted({tuple(r.variant().items()) for r in runs})],
                 "shapes": shapes, "created_unix_s": time.time(), "notes": notes},
     )
+    prof, fits = fit_untraced_contention(prof, given)
+    if fits:
+        prof.source["untraced_contention"] = [
+            {"configuration": f.label, "method": f.method, "runs": f.runs, "c_per_ms": round(f.c_per_ms, 4), "capped": f.capped,
+             "forward_alone_ms": [round(t, 4) for t in f.forward_alone_ms]} for f in fits]
+    return prof
 
 
 def shape_lookup(profile: Profile, name: str | None, hidden_size: int | None, layers: int) -> ModelShape | None:

@@ -23,8 +23,10 @@ from ..errors import InputError
 from ..io import atomic_write_json
 
 PROFILE_FORMAT = "spd-profile"
-PROFILE_VERSION = 2  # 2 (session 10): the AR pipeline's trace overhead may be stored per rank ("ar_per_rank")
-READS_VERSIONS = (1, 2)  # version 1: every trace overhead per cycle
+# 2 (session 10): the AR pipeline's trace overhead may be stored per rank ("ar_per_rank"); 3 (session 11): the
+# stage model may carry the contention of uninstrumented runs ("untraced_kappa_per_ms_by_method")
+PROFILE_VERSION = 3
+READS_VERSIONS = (1, 2, 3)  # version 1: every trace overhead per cycle
 MAX_SAMPLES = 64  # quantiles kept per distribution: enough for an empirical draw, small files
 LINK_TYPES = ("same_device", "intra_node", "inter_node")
 # environment keys that make a profile non-transferable when they differ
@@ -128,7 +130,12 @@ class StageModel:
 
 B = the rate (TB/s) at which one stage alone streams its weights, 2 bytes x layer params / layer time: stages that
 draw more of the memory bandwidth slow each other more (on 4x H200 two llama-3.1-8b stages on a GPU by 45%,
-two qwen3-0.6b stages by 25%). 
+two qwen3-0.6b stages by 25%).
+
+An uninstrumented run (no per-op synchronisation) shares a GPU differently: ``untraced_kappa_per_ms_by_method``
+(fitted on cycle-level runs with stages sharing a device, ``untraced_contention.py``) replaces kappa_m there by
+c_m x T, T the forward's time alone (ms): on 2x H100 the uninstrumented runs needed kappa 0.20-0.51, growing with
+T, where the full traces gave 0.57 for all (docs/calibration.md, session 11).
     W = the time rank 0 computes beside it: the draft where it runs concurrently with the stages (SPD), else the
     whole forward (AR pipeline: rank 0 waits in a posted receive, which time-slices a GPU shared across
     processes, but costs nothing from a thread of the same process). In SPD the stages of one device run
@@ -153,6 +160,10 @@ two qwen3-0.6b stages by 25%).
     rank0_overlap_by_method: dict[str, float] | None = None  # method -> rho (else ``rank0_overlap``); None: legacy
     rank0_overlap: float = 0.0
     kappa_bw_by_method: dict[str, float] = field(default_factory=dict)  # method -> kappa per TB/s streamed
+    # method -> c (1/ms): an uninstrumented forward of T ms alone takes kappa = c x T per further stage on its device
+    untraced_kappa_per_ms_by_method: dict[str, float] = field(default_factory=dict)
+    # method -> [shortest, longest] forward time alone (ms) of the runs that c was fitted on
+    untraced_forward_range_ms: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def concurrent(self) -> bool:
@@ -187,24 +198,38 @@ two qwen3-0.6b stages by 25%).
         """The legacy factor: every other rank on the device slows a computation by ``kappa``."""
         return 1.0 + self._kappa(method) * max(ranks_on_device - 1, 0)
 
-    def rank0_factor(self, share: DeviceShare, method: str | None = None, tbps: float = 0.0) -> float:
+    def untraced_kappa(self, method: str | None, alone_ms: float) -> float | None:
+        """kappa of an uninstrumented forward of ``alone_ms`` (c x T), None where not fitted for ``method``."""
+        c = self.untraced_kappa_per_ms_by_method.get(method) if method is not None else None
+        return None if c is None else c * alone_ms
+
+    def rank0_factor(self, share: DeviceShare, method: str | None = None, tbps: float = 0.0,
+                     untraced_alone_ms: float | None = None) -> float:
         """How much slower rank 0's own work (draft, control, verify) runs on its device than beside one stage
         (the placement of every measured run): each further stage there (streaming ``tbps``) slows it by ``kappa``
-        (legacy: each other rank)."""
+        (legacy: each other rank). ``untraced_alone_ms``: in an uninstrumented run, the forward time alone of the
+        stages there (kappa = c x that, where fitted)."""
         if not self.concurrent:
             return self.contention(share.ranks, method)
-        return 1.0 + self._kappa(method, tbps) * max(share.stages - 1, 0)
+        kap = self.untraced_kappa(method, untraced_alone_ms) if untraced_alone_ms is not None else None
+        return 1.0 + (self._kappa(method, tbps) if kap is None else kap) * max(share.stages - 1, 0)
+
+    def alone_ms(self, layers: int, shape_key: str | None, layer_mparams: float) -> float:
+        """T: a forward of ``layers`` layers with nothing else on its device."""
+        return layers * self.layer_ms(shape_key, layer_mparams) + self.b_ms
 
     def forward_ms(self, layers: int, shape_key: str | None, layer_mparams: float,
                    share: DeviceShare = DeviceShare(), method: str | None = None,
-                   rank0_busy_ms: float | None = None) -> float:
+                   rank0_busy_ms: float | None = None, untraced: bool = False) -> float:
         """One forward (see the class doc). ``rank0_busy_ms``: W, the time rank 0 computes beside the stage
-        (None: the whole forward)."""
-        t = layers * self.layer_ms(shape_key, layer_mparams) + self.b_ms
+        (None: the whole forward); ``untraced``: in a run without per-op tracing (its contention, where fitted)."""
+        t = self.alone_ms(layers, shape_key, layer_mparams)
         if not self.concurrent:
             return t * self.contention(share.ranks, method)
         extra = self._rho(method) * min(t if rank0_busy_ms is None else rank0_busy_ms, t) if share.rank0 else 0.0
-        kap = self._kappa(method, self.stream_tbps(shape_key, layer_mparams))
+        kap = self.untraced_kappa(method, t) if untraced else None
+        if kap is None:
+            kap = self._kappa(method, self.stream_tbps(shape_key, layer_mparams))
         return t * (1.0 + kap * max(share.stages - 1, 0)) + extra
 
 
@@ -336,6 +361,16 @@ def _num_map(obj: Any, src: str, fld: str) -> dict[str, float]:
     return out
 
 
+def _ranges(obj: Any, src: str, fld: str) -> dict[str, list[float]]:
+    """A map of name -> [low, high]."""
+    if not isinstance(obj, dict) or any(not isinstance(v, list) or len(v) != 2 for v in obj.values()):
+        raise InputError(f"{src}: {fld}: expected an object of [low, high] pairs")
+    try:
+        return {str(k): [float(v[0]), float(v[1])] for k, v in obj.items()}
+    except (TypeError, ValueError):
+        raise InputError(f"{src}: {fld}: numbers expected") from None
+
+
 def _by_method(obj: Any, src: str) -> dict[str, MethodTerms]:
     if not isinstance(obj, dict):
         raise InputError(f"{src}: by_method: expected an object keyed by method")
@@ -392,6 +427,8 @@ def parse_profile(obj: Any, src: str = "profile") -> Profile:
         st = obj["stage"]
         if not isinstance(st, dict):
             raise InputError(f"{src}: stage: expected an object")
+        if st.get("untraced_kappa_per_ms_by_method") and obj["version"] < 3:  # an older build would ignore it
+            raise InputError(f"{src}: stage.untraced_kappa_per_ms_by_method: from profile version 3")
         stage = StageModel(
             a0_ms=_num(st, "a0_ms", src, "stage"), a1_ms_per_mparam=_num(st, "a1_ms_per_mparam", src, "stage"),
             b_ms=_num(st, "b_ms", src, "stage"), kappa=_num(st, "kappa", src, "stage", 0.0),
@@ -401,6 +438,10 @@ def parse_profile(obj: Any, src: str = "profile") -> Profile:
             _num_map(st["rank0_overlap_by_method"], src, "stage.rank0_overlap_by_method"),
             rank0_overlap=_num(st, "rank0_overlap", src, "stage", 0.0),
             kappa_bw_by_method=_num_map(st.get("kappa_bw_by_method") or {}, src, "stage.kappa_bw_by_method"),
+            untraced_kappa_per_ms_by_method=_num_map(st.get("untraced_kappa_per_ms_by_method") or {}, src,
+                                                     "stage.untraced_kappa_per_ms_by_method"),
+            untraced_forward_range_ms=_ranges(st.get("untraced_forward_range_ms") or {}, src,
+                                              "stage.untraced_forward_range_ms"),
             spread=_dist(st.get("spread", {"mean_ms": 1.0}), src, "stage.spread"),
             rmse_ms=_num(st, "rmse_ms", src, "stage", 0.0), points=int(st.get("points", 0)))
         draft = obj["draft"]

@@ -29,7 +29,7 @@ from ..errors import InputError
 from ..scenario import Acceptance, Latency, MethodSpec, Scenario, balanced_split, parse_scenario
 from .extract import ModelShape, link_type_of
 from .fit import shape_lookup
-from .profile import PER_RANK, DeviceShare, Dist, Profile, resolve_draft_source, same_dims_key
+from .profile import PER_RANK, DeviceShare, Dist, Profile, StageModel, resolve_draft_source, same_dims_key
 
 SPREADS = ("lognormal", "empirical", "constant")
 PIPELINE_METHODS = ("ar_pipeline", "spd", "ppsd", "spd_speculative")
@@ -101,6 +101,33 @@ def _devices(n: int, method: str, placement: tuple[str, ...] | None) -> tuple[li
     return [p * world + r for r, p in enumerate(phys)], world, True
 
 
+def _contention_notes(st: StageModel, method: str, shape: ModelShape, split: tuple[int, ...], share: list[DeviceShare],
+                      untraced: bool) -> list[str]:
+    """What a prediction with stages sharing a device rests on: nothing (the profile saw no shared device), the
+    full traces' kappa (which over-states an uninstrumented run's contention), or the uninstrumented c x T,
+    extrapolated where a forward is outside the range it was fitted on."""
+    if method not in ("spd", "ppsd") or not any(d.stages > 1 for d in share[1:]):
+        return []
+    if untraced and method in st.untraced_kappa_per_ms_by_method:
+        c = st.untraced_kappa_per_ms_by_method[method]
+        lo, hi = st.untraced_forward_range_ms.get(method, [0.0, float("inf")])
+        ts = [st.alone_ms(k, shape.key, shape.layer_mparams) for k, d in zip(split, share[1:]) if d.stages > 1]
+        out = [f"stages sharing a device: uninstrumented contention kappa = {c:.3f}/ms x the forward's time alone "
+               f"({', '.join(f'{t:.2f}' for t in ts)} ms)"]
+        if any(t < 0.9 * lo or t > 1.1 * hi for t in ts):
+            out.append(f"stages sharing a device: a forward outside the {lo:.2f}-{hi:.2f} ms that the uninstrumented "
+                       "contention was fitted on (extrapolated)")
+        return out
+    if not st.kappa_by_method.get(method) and not st.kappa_bw_by_method.get(method):
+        return ["stages sharing a device, but the profile has no run with stages sharing one: contention is not "
+                "modelled (each stage is predicted as if it had the device to itself)"]
+    if untraced:
+        return ["stages sharing a device: contention from full traces, which over-state an uninstrumented run's "
+                "(on 2x H100 such runs ran 4-17% faster than this predicts); calibrate with cycle-level runs of "
+                "shared devices too (docs/calibration.md, session 11)"]
+    return []
+
+
 def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stages: int | None = None,
                       draft_layers: int | None = None, split: tuple[int, ...] | None = None,
                       placement: tuple[str, ...] | None = None, draft_source: str | None = None,
@@ -122,7 +149,10 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
     labels = placement or tuple(f"node/dev{i}" for i in range(len(devs)))  # no placement: a device each, one host
     # who computes on each rank's physical device: the stages there, and whether rank 0 is
     share = [DeviceShare(sum(1 for lab2 in labels[1:] if lab2 == lab), lab == labels[0]) for lab in labels]
-    c0 = st.rank0_factor(share[0], fm, st.stream_tbps(shape.key, shape.layer_mparams))
+    # the stages on rank 0's device, as long as the longest of them alone (an uninstrumented run's contention)
+    t0 = max((st.alone_ms(k, shape.key, shape.layer_mparams) for k, lab in zip(split, labels[1:]) if lab == labels[0]),
+             default=None) if untraced and method in PIPELINE_METHODS else None
+    c0 = st.rank0_factor(share[0], fm, st.stream_tbps(shape.key, shape.layer_mparams), t0)
     layer_ms = st.layer_ms(shape.key, shape.layer_mparams)
     twin = st.measured_key(shape.key)
     if twin != shape.key:
@@ -197,9 +227,10 @@ def calibrated_method(profile: Profile, shape: ModelShape, method: str, *, stage
         report = [_report_ms(mt, labels, s + 1, reporting) for s in range(n)]
         # beside a stage on its device, rank 0 drafts (SPD: concurrently) or waits for the whole forward
         busy = d_ms if fm == "spd" else None
+        notes += _contention_notes(st, fm, shape, split, share, untraced)
         fwd = []
         for s, k in enumerate(split):
-            f = st.forward_ms(k, shape.key, shape.layer_mparams, share[s + 1], fm, busy)
+            f = st.forward_ms(k, shape.key, shape.layer_mparams, share[s + 1], fm, busy, untraced=untraced)
             if s < n - 1 and (report[s] is None or fm == "ar_pipeline"):
                 f += send  # the sender-side send to the next stage precedes everything it sends on
             fwd.append(f)

@@ -59,6 +59,12 @@ def run(args) -> int:
         print("  contention kappa by method (per further stage on the device): " + ", ".join(
             f"{k} {v:.3f}" + (f" + {st.kappa_bw_by_method[k]:.3f}/(TB/s)" if k in st.kappa_bw_by_method else "")
             for k, v in st.kappa_by_method.items()))
+    for meth, c in st.untraced_kappa_per_ms_by_method.items():
+        lo, hi = st.untraced_forward_range_ms.get(meth, [float("nan")] * 2)
+        print(f"  uninstrumented contention {meth}: kappa = {c:.3f}/ms x the forward's time alone (median of the "
+              f"configurations; forwards {lo:.2f}-{hi:.2f} ms): " + ", ".join(
+                  f"{f['configuration']} {f['c_per_ms']:.3f}" + (" (capped)" if f["capped"] else "")
+                  for f in prof.source.get("untraced_contention", []) if f["method"] == meth))
     if st.rank0_overlap_by_method:
         print("  beside rank 0 (rho x its concurrent work) by method: " + ", ".join(
             f"{k} {v:.3f}" for k, v in st.rank0_overlap_by_method.items()))
