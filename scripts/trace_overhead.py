@@ -5,7 +5,7 @@ twin, in ms and as a fraction of the median stage forward. This is the term `spd
 (profile `trace_overhead_ms`, one median per method and cycle event), so its spread across configurations
 bounds how well a profile fitted on full traces predicts uninstrumented runs.
 
-    python scripts/trace_overhead.py traces/h200x4 traces/h200x4_2gpu traces/h100x4_2gpu_s8
+    python scripts/trace_overhead.py traces/h200x4 traces/h100x4_2gpu_s8 traces/h100x2_shared_s11
 """
 from __future__ import annotations
 

@@ -24,7 +24,10 @@ synthetic prompts (seeded token ids: the GPU machine needs no tokenizer), CUDA g
 ``--plan x4-long`` (calls 1-3, one repeat of the 4-GPU wall-clock set each) and ``--plan x2-long`` (the sub-1B
 shapes at n=2, two repeats in one call) are session 10's repeated uninstrumented runs, meant for ``--prompts 8
 --max-new-tokens 128`` (~6.5 minutes per call on H100); ``--plan x4-pin`` (calls 1, 2) runs three of them with and
-without ``--pin-cpus``, side by side, to see whether pinning tightens their repeats.
+without ``--pin-cpus``, side by side, to see whether pinning tightens their repeats (session 11: it does not;
+docs/executor.md), ``--plan x2-pin`` repeats x2-long twice more with a pinned twin of SPD alpha 1.0, and
+``--plan x2-shared`` runs qwen3-4b and llama-3.1-8b SPD n=3/4 with two stages on a GPU, at full trace and twice
+uninstrumented (what the uninstrumented contention is fitted on; docs/calibration.md, session 11).
 
 Runs are ordered by priority and skipped once ``--budget-s`` is spent. Outputs under ``--out``: the run
 directories (under ``--work``) packed into ``executor_runs*.tar.gz`` (each about 15 MiB at most; Perfetto files left out, they are
@@ -143,8 +146,8 @@ def build_matrix(smoke: bool, gpus: int) -> list[Spec]:
 
 
 # ---- multi-GPU plans (issues 8 and 9): the runs those issues list, in priority order, split into device calls ----
-PLANS = ("x2", "x2-long", "x4", "x4-long", "x4-pin", "x8", "x4-default-model", "spec-control")
-PLAN_GPUS = {"x2": 2, "x2-long": 2, "x4": 4, "x4-long": 4, "x4-pin": 4, "x8": 8, "x4-default-model": 4, "spec-control": 2}
+PLANS = ("x2", "x2-long", "x2-pin", "x2-shared", "x4", "x4-long", "x4-pin", "x8", "x4-default-model", "spec-control")
+PLAN_GPUS = {"x2": 2, "x2-long": 2, "x2-pin": 2, "x2-shared": 2, "x4": 4, "x4-long": 4, "x4-pin": 4, "x8": 8, "x4-default-model": 4, "spec-control": 2}
 HEADLINE_SHAPES = ("qwen3-4b", "llama-3.1-8b")
 ALPHAS = (1.0, 0.8, 0.6)
 DEFAULT_MODEL_CKPT = "reference/checkpoints/smollm2-pdm-n4"
@@ -240,6 +243,30 @@ def build_plan(plan: str, gguf: str | None = None) -> list[Spec]:
             for sh in ("smollm2-135m", "qwen3-0.6b"):
                 m += [replace(s, name=f"{s.name}_r{rep}", extra=s.extra + (dv if s.method == "spd" else ()))
                       for s in _shape_runs(sh, 2, "cycle", "long", 1)]
+        return m
+    if plan == "x2-pin":  # session 11: repeats 3 and 4 of x2-long, each with a pinned twin of SPD at alpha 1.0
+        # (the sub-1B configuration whose repeats spread most, 13.7% in session 10)
+        dv, m = ("--draft-vocab", str(DRAFT_VOCAB)), []
+        for rep in (3, 4):
+            for sh in ("smollm2-135m", "qwen3-0.6b"):
+                runs = _shape_runs(sh, 2, "cycle", "pin", 1)
+                runs.insert(2, replace(runs[1], name=runs[1].name + "_pin", extra=runs[1].extra + ("--pin-cpus",)))
+                m += [replace(s, name=f"{s.name}_r{rep}", extra=s.extra + (dv if s.method == "spd" else ()))
+                      for s in runs]
+        return m
+    if plan == "x2-shared":  # session 11: several stages per GPU (n=3: 0,0,0,1; n=4: 0,0,0,1,1) on H100
+        # full traces to fit the contention terms (the H100 profiles had none), then two interleaved repeats of
+        # the uninstrumented runs they must forecast; run with --prompts 8 --max-new-tokens 128
+        q, l8 = "random:qwen3-4b", "random:llama-3.1-8b"
+        m = [Spec("qwen3-4b_spd3_a0.8", q, "spd", 3, _placements(3, 2), 0.8, group="shared"),
+             Spec("qwen3-4b_arp3", q, "ar_pipeline", 3, _placements(3, 2), group="shared"),
+             Spec("llama-3.1-8b_spd4_a0.8", l8, "spd", 4, _placements(4, 2), 0.8, group="shared"),
+             Spec("llama-3.1-8b_arp4", l8, "ar_pipeline", 4, _placements(4, 2), group="shared")]
+        for rep in (1, 2):
+            for sh, spec in (("qwen3-4b", q), ("llama-3.1-8b", l8)):
+                m.append(Spec(f"{sh}_ar_cycle_r{rep}", spec, "ar", 1, "0", trace="cycle", group="shared"))
+                m += [Spec(f"{sh}_spd{n}_a0.8_cycle_r{rep}", spec, "spd", n, _placements(n, 2), 0.8, "cycle", "shared")
+                      for n in (3, 4)]
         return m
     if plan == "x4-long":  # session 10: the x4 wall-clock set, one repeat per call (run with 8 prompts x 128 tokens)
         # 4 x 64-token runs repeat within 8%, the size of the error goal; each call measures the whole set once,
