@@ -125,7 +125,12 @@ def validation_frame(runs: list[Run], seed: int = 0, profile: str | Path | None 
         })
     summary = error_summary([p for _, p in preds])
     summary["repeats"] = repeat_spread_line(repeat_spread(ms))  # the set's noise floor (None: nothing repeated)
-    summary["configurations"] = configuration_errors_line(configuration_errors(ms, validated))  # None: no repeats
+    conf = configuration_errors(ms, validated)
+    summary["configurations"] = configuration_errors_line(conf)  # None: no repeats
+    # each configuration's mean over its repeats, errors and spreads in %; None: nothing repeated
+    summary["configuration_table"] = pd.DataFrame(conf["rows"]).assign(
+        rel_error=lambda d: 100 * d["rel_error"].astype(float), spread=lambda d: 100 * d["spread"].astype(float)
+    ) if conf["repeated"] else None
     # what differs between the profile's machine and the traces' (torch, CUDA, driver, device names)
     summary["profile_mismatch"] = environment_mismatch(prof.environment, ms[0].environment) if prof and ms else []
     return pd.DataFrame(rows), summary

@@ -175,3 +175,5 @@ def test_calibration_forecasts_a_set_with_repeats_from_a_profile():
     table = at.dataframe[0].value
     assert len(table) == 39 and set(table["role"]) == {"forecast from the profile"}
     assert table["error_speedup_pct"].notna().sum() == 33  # every pipeline run: a speedup over the set's AR runs
+    conf = at.dataframe[1].value  # each configuration's mean (the expander under the run table)
+    assert len(conf) == 13 and (conf["runs"] == 3).all() and conf["rel_error"].abs().max() < 6.0

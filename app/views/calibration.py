@@ -105,6 +105,15 @@ if frames is not None:
         "closed_form_speedup": st.column_config.NumberColumn("closed form speedup (x)", format="%.3f"),
         "trained_on_runs": st.column_config.NumberColumn("fitted on (runs)"),
     })
+    if summary.get("configuration_table") is not None:
+        with st.expander("Each configuration's mean over its repeats (what `spd validate --per-configuration` bounds)"):
+            st.dataframe(summary["configuration_table"], hide_index=True, width="stretch", key="configuration_table", column_config={
+                "label": "configuration", "trace_level": "trace", "unit": "error of",
+                "measured_mean": st.column_config.NumberColumn("measured mean", format="%.3f"),
+                "predicted_mean": st.column_config.NumberColumn("predicted mean", format="%.3f"),
+                "rel_error": st.column_config.NumberColumn("error (%)", format="%+.1f"),
+                "spread": st.column_config.NumberColumn("repeat spread, tok/s (%)", format="%.1f"),
+            })
     with st.expander("Acceptance accounting: the executor's cycle counts against the exact closed form"):
         spd = acc.dropna(subset=["accept_length_measured"])
         if len(spd):
