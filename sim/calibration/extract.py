@@ -169,6 +169,7 @@ class RunMeasurement:
     # target only, predicted as method spd_speculative from the other runs' SPD terms)
     control: str = "after_verify"
     pin_cpus: bool = False  # `spd run --pin-cpus`: each process on its own block of CPUs (header, since session 10)
+    created_unix_s: float | None = None  # when the run started (trace header): twins are runs of one session
     ar_step_ms: list[float] = field(default_factory=list)
     # pipeline runs, both trace levels: decode-cycle durations (ms) of the measured prompts by cycle event
     # (accept | reject | fill | ar); a full trace and its cycle-level twin show what the tracing costs
@@ -337,6 +338,7 @@ def measure_trace(tr: Trace, require_full: bool = True) -> RunMeasurement:
         processes=header_process_layout(h),
         draft_graphs=bool(draft.get("graphs")) if tr.method == "spd" else False, control=control,
         pin_cpus=bool(h.get("pin_cpus")),
+        created_unix_s=float(h["created_unix_s"]) if h.get("created_unix_s") is not None else None,
     )
     if m.method == "ar":
         m.ar_step_ms = [p.decode_ms / p.tokens for p in m.prompts if p.tokens > 0]

@@ -185,6 +185,30 @@ VERIFY_FEATURES = ("const", "head_mparams", "reports")
 DRAFT_FEATURES = ("const", "draft_layers", "draft_layer_rows", "draft_layer_mparams")
 
 
+def _add_draft_points(r: RunMeasurement, c0: float, draft_f: dict, draft_y: dict, ratios: list) -> None:
+    """A run's draft forwards as fit points: per row count, its median with rank 0's contention ``c0`` divided out."""
+    src = draft_fit_key(r.draft_source, r.shape.name)
+    by_rows = defaultdict(list)
+    for rows, ms in r.draft:
+        by_rows[rows].append(ms)
+    for rows, ms in by_rows.items():
+        med = _med(ms)
+        draft_f[src].append({"const": 1.0, "draft_layers": float(r.draft_layers),
+                             "draft_layer_rows": float(r.draft_layers * rows),
+                             "draft_layer_mparams": float(r.draft_layers * r.shape.layer_mparams)})
+        draft_y[src].append(med / c0)
+        if med > 0:
+            ratios.extend(np.asarray(ms) / med)
+
+
+def rank0_cost_runs(pipe: list[RunMeasurement]) -> list[RunMeasurement]:
+    """The runs rank 0's fixed costs (control, verify, head, draft) are fitted on: those with a device per stage
+    where the set has any. A run with stages sharing a device carries contention in them that the rank-0 factor
+    does not divide out: with session 11's 2x H100 shared runs in the fit, the slopes of control and verify over
+    the stage count grew (shared runs were the n=3/4 ones) and 4-GPU forecasts went 5-12% slow."""
+    return [r for r in pipe if not shares_stage_devices(r)] or pipe
+
+
 def _verify_points(runs: list[RunMeasurement], stage: StageModel) -> tuple[list[dict[str, float]], list[float]]:
     """What rank 0's verify is fitted on (pooled and per method): per run with verify samples, its cost
     features and its median (older, legacy-contention profiles: with rank 0's contention divided out)."""
@@ -209,15 +233,22 @@ def fit_by_method(pipe: list[RunMeasurement], stage: StageModel) -> dict[str, Me
         # cycle start on 2x H200, whatever the broadcast). Fitted for SPD too, it made the 4-GPU forecast worse
         # (session 5: full-trace max 5.6% -> 8.7%): there the draft runs meanwhile.
         late = [x for r in rs for x in r.stage1_late_start_ms] if method == "ar_pipeline" else []
-        starts = [x for r in rs for x in r.stage_start_ms]
-        reports = {lt: Dist.of([x for r in rs for t, x in r.report_ms if t == lt]) for lt in LINK_TYPES
-                   if any(t == lt for r in rs for t, _ in r.report_ms)}
-        hr = [r for r in rs if r.head_ms]
+        # rank 0's own costs, its receives of the stages' outputs and the stages' late start: from the runs with a
+        # device per stage where there are any (``rank0_cost_runs``); a report over a link type that only shared
+        # runs have (same_device between two stages) from those
+        costed = [r for r in rank0_cost_runs(pipe) if r.method == method] or rs
+        starts = [x for r in costed for x in r.stage_start_ms]
+        reports = {}
+        for lt in LINK_TYPES:
+            src = next((g for g in (costed, rs) if any(t == lt for r in g for t, _ in r.report_ms)), None)
+            if src is not None:
+                reports[lt] = Dist.of([x for r in src for t, x in r.report_ms if t == lt])
+        hr = [r for r in costed if r.head_ms]
         head = fit_linear([_cost_features(r) for r in hr], [_med(r.head_ms) / _rank0_contention(stage, r) for r in hr],
                           ("const", "head_mparams")) if hr else None
         sd = [x for r in rs for x in r.send_ms]
         co = [x for r in rs for x in r.collect_ms]
-        ver_f, ver_y = _verify_points(rs, stage)
+        ver_f, ver_y = _verify_points(costed, stage)
         verify = fit_linear(ver_f, ver_y, VERIFY_FEATURES) if ver_y else None
         out[method] = MethodTerms(control_hop=Dist.of(ch) if ch else None, send_ms=Dist.of(sd) if sd else None,
                                   hops=hops, collect=Dist.of(co) if co else None, runs=len(rs), verify=verify,
@@ -229,6 +260,9 @@ def fit_by_method(pipe: list[RunMeasurement], stage: StageModel) -> dict[str, Me
 
 
 MIN_CYCLES_PER_EVENT = 10  # fewer cycles of an event in a run: its median is too noisy for the trace overhead
+
+
+TWIN_WINDOW_S = 1800.0  # a full trace and its cycle-level twin: one lease of one machine (at most 30 min held)
 
 
 def fit_trace_overhead(runs: list[RunMeasurement]) -> tuple[dict[str, dict[str, float]], int]:
@@ -247,15 +281,17 @@ def fit_trace_overhead(runs: list[RunMeasurement]) -> tuple[dict[str, dict[str, 
     committed set's error beyond its noise; docs/calibration.md, session 10)."""
     # default-control runs only: a speculative-control twin pair measures another protocol's overhead
     runs = [r for r in runs if r.control == "after_verify"]
-    full = {r.config_key: r for r in runs if r.method != "ar" and r.trace_level == "full"}
+    full = [r for r in runs if r.method != "ar" and r.trace_level == "full"]
     deltas: dict[tuple[str, str], list[float]] = defaultdict(list)
     pairs = 0
     for r in runs:
         # stages sharing a device: tracing changes their contention too, which untraced_contention.py fits instead
-        if r.method == "ar" or r.trace_level == "full" or r.config_key not in full or shares_stage_devices(r):
+        if r.method == "ar" or r.trace_level == "full" or shares_stage_devices(r):
+            continue
+        twin = _session_twin(r, full)
+        if twin is None:
             continue
         pairs += 1
-        twin = full[r.config_key]
         for event, xs in r.cycle_ms.items():
             ys = twin.cycle_ms.get(event, [])
             if len(xs) >= MIN_CYCLES_PER_EVENT and len(ys) >= MIN_CYCLES_PER_EVENT:
@@ -267,6 +303,18 @@ def fit_trace_overhead(runs: list[RunMeasurement]) -> tuple[dict[str, dict[str, 
     for (method, event), ds in sorted(deltas.items()):
         out.setdefault(method, {})[event] = float(np.median(ds))
     return out, pairs
+
+
+def _session_twin(run: RunMeasurement, full: list[RunMeasurement]) -> RunMeasurement | None:
+    """The full trace of ``run``'s configuration recorded in the same session (within ``TWIN_WINDOW_S``; the
+    nearest in time), or None: the same configuration measured on another day, maybe another host of the same
+    name, differs by more than its tracing (session 11: a 4x H100 set's runs paired with another host's full
+    traces put every leave-one-out forecast of it 8-13% slow). Runs without a start time pair as before."""
+    same = [f for f in full if f.config_key == run.config_key]
+    if run.created_unix_s is None:
+        return same[-1] if same else None
+    near = [f for f in same if f.created_unix_s is None or abs(f.created_unix_s - run.created_unix_s) <= TWIN_WINDOW_S]
+    return min(near, key=lambda f: abs((f.created_unix_s or run.created_unix_s) - run.created_unix_s), default=None)
 
 
 def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> Profile:
@@ -305,9 +353,15 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
     draft_f: dict[str, list] = defaultdict(list)
     draft_y: dict[str, list] = defaultdict(list)
     draft_ratios = []
+    costed = rank0_cost_runs(pipe)
+    solo_sources = {draft_fit_key(r.draft_source, r.shape.name) for r in costed if r.draft and r.draft_source}
     for r in pipe:
         c0 = _rank0_contention(stage, r)
         f = _cost_features(r)
+        if r not in costed:  # its draft only where no run of the source had a device per stage
+            if r.draft and r.draft_source and draft_fit_key(r.draft_source, r.shape.name) not in solo_sources:
+                _add_draft_points(r, c0, draft_f, draft_y, draft_ratios)
+            continue
         if r.control_ms:
             ctrl_f.append(f)
             ctrl_y.append(_med(r.control_ms) / c0)
@@ -317,18 +371,7 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
             if m > 0:
                 cost_ratios.extend(np.asarray(r.verify_ms) / m)
         if r.draft and r.draft_source:
-            src = draft_fit_key(r.draft_source, r.shape.name)
-            by_rows = defaultdict(list)
-            for rows, ms in r.draft:
-                by_rows[rows].append(ms)
-            for rows, ms in by_rows.items():
-                med = _med(ms)
-                draft_f[src].append({"const": 1.0, "draft_layers": float(r.draft_layers),
-                                     "draft_layer_rows": float(r.draft_layers * rows),
-                                     "draft_layer_mparams": float(r.draft_layers * r.shape.layer_mparams)})
-                draft_y[src].append(med / c0)
-                if med > 0:
-                    draft_ratios.extend(np.asarray(ms) / med)
+            _add_draft_points(r, c0, draft_f, draft_y, draft_ratios)
 
     hops, slopes = _link_dists(pipe)
     if not hops:
@@ -345,7 +388,7 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
         notes.append("no single-device AR run: the AR step's non-layer part (embedding, head, sampling) is taken "
                      "from the verify fit")
     shapes = {r.shape.key: r.shape.to_json() for r in runs}
-    ver_f, ver_y = _verify_points(pipe, stage)
+    ver_f, ver_y = _verify_points(costed, stage)
     ar_extra = fit_linear(ar_feats, ar_y, ("const", "head_mparams")) if ar_y else \
         fit_linear(ver_f, ver_y, ("const", "head_mparams"))
     prof = Profile(
