@@ -151,3 +151,28 @@ def test_max_error_per_configuration_bounds_the_mean_of_repeats(tmp_path, capsys
     res = json.loads((tmp_path / "conf" / "validation.json").read_text())
     assert res["max_error_on"] == "each configuration's mean" and res["per_configuration"]["max_abs_rel_error"] <= 0.06
     assert "on each configuration's mean: met" in (tmp_path / "conf" / "report.md").read_text()
+
+
+SHARED = Path(__file__).parents[1] / "traces" / "h100x2_shared_s11"
+
+
+@pytest.mark.skipif(len(list(SHARED.glob("*"))) < 16, reason="committed GPU traces not present")
+def test_max_error_on_the_uninstrumented_repeated_configurations(tmp_path, capsys):
+    """`--uninstrumented` bounds the runs recorded without per-op tracing only (the wall clock; full traces are
+    calibration inputs) and `--min-repeats 2` the configurations measured twice or more; both are in the report,
+    every run is still predicted and listed. Each flag needs what it qualifies; a set with nothing left to bound
+    says so and fails."""
+    prof = str(Path(__file__).parents[1] / "profiles" / "h100x2_shared_s11.json")
+    args = ["validate", str(SHARED), "--profile", prof, "--max-error", "0.05"]
+    assert main(args + ["--uninstrumented", "--per-configuration", "--min-repeats", "2", "-o", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "bounded (each configuration's mean of the uninstrumented runs, those measured 2 times or more)" in out
+    res = json.loads((tmp_path / "a" / "validation.json").read_text())
+    assert res["summary"]["predicted"] == 16 and len(res["per_configuration"]["rows"]) == 10
+    assert res["max_error_on"].startswith("each configuration's mean of the uninstrumented runs")
+    for bad in (["--min-repeats", "2"], ["--min-repeats", "0", "--per-configuration"]):
+        assert main(args + bad + ["-o", str(tmp_path / "b")]) == 2
+    assert main(["validate", str(SHARED), "--profile", prof, "--uninstrumented", "-o", str(tmp_path / "b")]) == 2
+    capsys.readouterr()
+    assert main(["validate", str(CPU_TRACES), "--uninstrumented", "--max-error", "0.5", "-o", str(tmp_path / "c")]) == 1
+    assert "nothing to bound" in capsys.readouterr().err

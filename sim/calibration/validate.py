@@ -196,12 +196,13 @@ def repeat_spread(runs: list[RunMeasurement]) -> dict:
             "max_spread": float(np.max(spreads)) if spreads else None}
 
 
-def configuration_errors(runs: list[RunMeasurement], preds: list[RunPrediction]) -> dict:
+def configuration_errors(runs: list[RunMeasurement], preds: list[RunPrediction], min_runs: int = 1) -> dict:
     """The error of each configuration's mean over its runs (same configuration, trace level and devices): the
     mean predicted speedup against the mean measured one where every run of it has both (tokens/s otherwise).
     What a user deciding on a configuration is after is its expected speed, which one run measures only to within
     the repeat spread. ``repeated``: configurations with more than one run (with none, this is the per-run
-    summary again); ``rows``: one per configuration, in first-run order (``report.configuration_table`` prints them)."""
+    summary again); ``rows``: one per configuration, in first-run order (``report.configuration_table`` prints them).
+    ``min_runs``: the summary covers configurations measured at least that many times (``rows`` all of them)."""
     groups: dict[tuple, list[tuple[RunMeasurement, RunPrediction]]] = {}
     for r, p in zip(runs, preds):
         if p.error is not None:
@@ -219,7 +220,7 @@ def configuration_errors(runs: list[RunMeasurement], preds: list[RunPrediction])
                      "measured_mean": float(np.mean(meas)), "predicted_mean": float(np.mean(pred)),
                      "rel_error": _rel(float(np.mean(pred)), float(np.mean(meas))),
                      "spread": (max(tps) - min(tps)) / float(np.mean(tps)) if len(tps) > 1 else None})
-    errs = [abs(row["rel_error"]) for row in rows if row["rel_error"] is not None]
+    errs = [abs(row["rel_error"]) for row in rows if row["rel_error"] is not None and row["runs"] >= min_runs]
     return {"configurations": len(errs), "repeated": sum(row["runs"] > 1 for row in rows),
             "median_abs_rel_error": float(np.median(errs)) if errs else None,
             "max_abs_rel_error": float(np.max(errs)) if errs else None, "rows": rows}
