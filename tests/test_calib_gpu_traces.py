@@ -9,6 +9,7 @@ history since session 8; session 3's 2x H100 set, traces/h100x2, since session 9
 `git checkout d4a0660 -- traces/h100x2`.) The second is session 9's: 4 GPUs of two other 4x H100 hosts, never seen by
 a profile, forecast from the first.
 """
+import json
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from sim.calibration.fit import fit_profile
 from sim.calibration.inputs import load_runs
 from sim.calibration.validate import error_summary, validate_runs
+from sim.cli import main
 
 S8 = Path(__file__).parents[1] / "traces" / "h100x4_2gpu_s8"
 SPEC = Path(__file__).parents[1] / "traces" / "h100x4_2gpu_spec"
@@ -256,10 +258,10 @@ S11_SHARED = Path(__file__).parents[1] / "traces" / "h100x2_shared_s11"
 def test_stages_sharing_a_gpu_uninstrumented_contention_from_cycle_level_runs():
     """Session 11, 2x H100: qwen3-4b and llama-3.1-8b SPD alpha 0.8 at n=3 (stages 1-2 on GPU 0) and n=4 (1-2 on
     GPU 0, 3-4 on GPU 1), uninstrumented, twice each (within 0.8-3.2%), plus full traces of four of them. Fitted
-    with the s8 set, the full traces give kappa 0.5+ per further stage, and the uninstrumented runs come out 4-17%
+    with the s8 set, the full traces give kappa 0.5+ per further stage, and the uninstrumented runs come out 1-13%
     faster than that predicts; tracing changes how processes time-slice a GPU. Fitted through the simulator on the
-    cycle-level runs, kappa = c x T (T: the forward alone) needs c 0.15-0.20/ms across the four configurations;
-    leave-one-configuration-out over them (c from the other three) when written: +4.4%, +2.6%, -1.0%, -3.2%."""
+    cycle-level runs, kappa = c x T (T: the forward alone) needs c 0.20-0.24/ms across the four configurations;
+    leave-one-configuration-out over them (c from the other three) when written: -1.3%, -2.7%, +1.9%, +0.7%."""
     from sim.calibration.untraced_contention import untraced_shared_runs
 
     shared = load_runs([str(S11_SHARED)], require_full=False)
@@ -269,19 +271,19 @@ def test_stages_sharing_a_gpu_uninstrumented_contention_from_cycle_level_runs():
     base = _s8_profile_runs() + full + [r for r in shared if r.method == "ar"]
     traced = fit_profile(base)
     assert traced.stage.kappa_by_method["spd"] > 0.4 and not traced.stage.untraced_kappa_per_ms_by_method
-    too_slow = validate_runs(cycle, profile=traced)
-    assert all(-0.20 < p.rel_error_tokens_per_s < -0.03 for p in too_slow), [p.rel_error_tokens_per_s for p in too_slow]
-    assert any("contention from full traces" in n for p in too_slow for n in p.notes)
+    too_slow = [p.rel_error_tokens_per_s for p in validate_runs(cycle, profile=traced)]
+    assert all(-0.16 < e < 0 for e in too_slow) and sum(e < -0.09 for e in too_slow) >= 4, too_slow
+    assert any("contention from full traces" in n for p in validate_runs(cycle[:1], profile=traced) for n in p.notes)
     prof = fit_profile(base + cycle)
     fits = prof.source["untraced_contention"]
-    assert len(fits) == 4 and all(0.12 < f["c_per_ms"] < 0.23 and not f["capped"] for f in fits), fits
+    assert len(fits) == 4 and all(0.18 < f["c_per_ms"] < 0.26 and not f["capped"] for f in fits), fits
     assert prof.stage.untraced_forward_range_ms["spd"][0] > 1.3 and prof.stage.untraced_forward_range_ms["spd"][1] < 2.7
     for key in sorted({r.config_key for r in cycle}):  # leave one configuration out
         out = [r for r in cycle if r.config_key == key]
         loo = fit_profile(base + [r for r in cycle if r.config_key != key])
         preds = validate_runs(out, profile=loo)
         err = sum(p.predicted_tokens_per_s for p in preds) / sum(p.measured_tokens_per_s for p in preds) - 1
-        assert abs(err) <= 0.06, (key, err)
+        assert abs(err) <= 0.04, (key, err)
 
 
 @pytest.mark.skipif(len(list(S10.glob("*_split*_r?"))) < 9, reason="committed GPU traces not present")
@@ -331,5 +333,30 @@ def test_a_prediction_says_what_its_shared_device_contention_rests_on():
     assert "not modelled" in notes(s8, "qwen3-4b")[0]
     assert notes(shared, "qwen3-4b", untraced=False) == []  # a full-trace run: what the fitted kappa describes
     inside, outside = notes(shared, "qwen3-4b"), notes(shared, "qwen3-0.6b")
-    assert len(inside) == 1 and "0.179/ms" in inside[0] and "1.42 ms" in inside[0], inside
+    c = shared.stage.untraced_kappa_per_ms_by_method["spd"]
+    assert len(inside) == 1 and f"{c:.3f}/ms" in inside[0] and "1.42 ms" in inside[0], inside
     assert len(outside) == 2 and "extrapolated" in outside[1], outside
+
+
+@pytest.mark.skipif(len(list(S10.glob("*_r?"))) < 39 or len(list(S11_SHARED.glob("*"))) < 16
+                    or len(list(S11_PIN.glob("*"))) < 24, reason="committed GPU traces not present")
+def test_issue_6_goal_leave_one_out_over_every_h100_set(tmp_path, capsys):
+    """Issue 6's goal in `spd validate`'s own mode, leave-one-configuration-out, over every committed H100 set
+    (four hosts: s8's 2-GPU calibration set, session 10's 4-GPU and sub-1B repeats, session 11's sub-1B and
+    shared-GPU repeats; 132 runs, ~3 minutes): the wall-clock speedup (uninstrumented runs) of each configuration
+    measured two or more times, its mean over the repeats, median 1.9%, max 5.8% when written (27 configurations:
+    four shapes; AR, AR pipeline, SPD at alpha 1.0/0.8/0.6; n=2 on two GPUs, n=4 one stage per GPU with three
+    splits, n=3/4 with two stages per GPU). Single runs and full traces are predicted and reported, not bounded
+    (repeats spread by up to 16.7%; full tracing slows a run 15-20%)."""
+    s8 = [str(p) for p in sorted(S8.glob("*")) if not any(k in p.name for k in ("compiled", "separate"))]
+    unpinned = [str(p) for p in sorted(S11_PIN.glob("*_r?")) if "_pin_r" not in p.name]
+    paths = s8 + [str(p) for p in sorted(S10.glob("*_r?"))] + [str(S10_2GPU)] + unpinned + [str(S11_SHARED)]
+    rc = main(["validate", *paths, "--per-configuration", "--min-repeats", "2", "--uninstrumented",
+               "--max-error", "0.07", "-o", str(tmp_path / "rep")])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    res = json.loads((tmp_path / "rep" / "validation.json").read_text())
+    bounded = [r for r in res["per_configuration"]["rows"] if r["trace_level"] == "cycle" and r["runs"] >= 2]
+    assert res["summary"]["predicted"] == 132 and len(bounded) == 27
+    errs = sorted(abs(r["rel_error"]) for r in bounded)
+    assert errs[len(errs) // 2] <= 0.03 and errs[-1] <= 0.07, errs

@@ -134,8 +134,8 @@ two qwen3-0.6b stages by 25%).
 
 An uninstrumented run (no per-op synchronisation) shares a GPU differently: ``untraced_kappa_per_ms_by_method``
 (fitted on cycle-level runs with stages sharing a device, ``untraced_contention.py``) replaces kappa_m there by
-c_m x T, T the forward's time alone (ms): on 2x H100 the uninstrumented runs needed kappa 0.20-0.51, growing with
-T, where the full traces gave 0.57 for all (docs/calibration.md, session 11).
+c_m x T, T the forward's time alone (ms): on 2x H100 the uninstrumented runs needed kappa 0.32-0.55, growing with
+T, where the full traces gave 0.56-0.58 for all (docs/calibration.md, session 11).
     W = the time rank 0 computes beside it: the draft where it runs concurrently with the stages (SPD), else the
     whole forward (AR pipeline: rank 0 waits in a posted receive, which time-slices a GPU shared across
     processes, but costs nothing from a thread of the same process). In SPD the stages of one device run
