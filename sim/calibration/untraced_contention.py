@@ -52,21 +52,24 @@ def _with_c(profile: Profile, method: str, c: float) -> Profile:
                                                                                 method: c}))
 
 
-def fit_configuration(profile: Profile, runs: list[RunMeasurement], seed: int = 0) -> ConfigurationFit:
-    """c for one configuration's runs (repeats of one configuration): predicted mean tokens/s = measured mean."""
+def fit_configuration(profile: Profile, runs: list[RunMeasurement], seed: int = 0) -> ConfigurationFit | None:
+    """c for one configuration's runs (repeats of one configuration): predicted mean tokens/s = measured mean;
+    None where the profile cannot predict them (their notes in `spd validate` say why)."""
     from .validate import validate_runs  # validate fits profiles for leave-one-out: import here, not at the top
 
     r0 = runs[0]
     measured = float(np.mean([r.tokens_per_s for r in runs]))
 
     def gap(c: float) -> float:
-        preds = validate_runs(runs, _with_c(profile, r0.method, c), seed=seed)
-        return float(np.mean([p.predicted_tokens_per_s for p in preds])) - measured
+        preds = [p.predicted_tokens_per_s for p in validate_runs(runs, _with_c(profile, r0.method, c), seed=seed)]
+        return float(np.mean(preds)) - measured if all(p is not None for p in preds) else float("nan")
 
     st = profile.stage
     ts = tuple(st.alone_ms(k, r0.shape.key, r0.shape.layer_mparams)
                for s, k in enumerate(r0.split, start=1) if r0.stages_on_device(s) > 1)
     lo, hi = gap(0.0), gap(C_MAX_PER_MS)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return None
     if lo <= 0:  # slower than measured even without contention beyond queueing for the device
         c, capped = 0.0, True
     elif hi >= 0:
@@ -85,7 +88,7 @@ def fit_untraced_contention(profile: Profile, runs: list[RunMeasurement],
     groups: dict[tuple, list[RunMeasurement]] = {}
     for r in untraced_shared_runs(runs):
         groups.setdefault(repeat_key(r), []).append(r)
-    fits = [fit_configuration(profile, g, seed) for g in groups.values()]
+    fits = [f for f in (fit_configuration(profile, g, seed) for g in groups.values()) if f is not None]
     st = profile.stage
     c_by, span = dict(st.untraced_kappa_per_ms_by_method), dict(st.untraced_forward_range_ms)
     for method in sorted({f.method for f in fits}):
