@@ -123,7 +123,7 @@ def _contention_notes(st: StageModel, method: str, shape: ModelShape, split: tup
                 "modelled (each stage is predicted as if it had the device to itself)"]
     if untraced:
         return ["stages sharing a device: contention from full traces, which over-state an uninstrumented run's "
-                "(on 2x H100 such runs ran 4-17% faster than this predicts); calibrate with cycle-level runs of "
+                "(on 2x H100 such runs ran 2-12% faster than this predicts); calibrate with cycle-level runs of "
                 "shared devices too (docs/calibration.md, session 11)"]
     return []
 
