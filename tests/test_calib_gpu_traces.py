@@ -1,13 +1,14 @@
 """Regression bounds for calibration on the committed GPU traces. A change to the model that moves these bounds
 should be a conscious one.
 
-The first set is session 8's: the `x2` plan (scripts/gpu/executor_matrix.py) with the current executor on 2 GPUs of
-a 4x H100 host, 41 runs (n=2 on two GPUs at both trace levels, n=3/4 with two stages on a GPU, the headline
-variants). Its runs were recorded after session 8's model changes were designed on the H200 sets, so they are the
-out-of-sample check of that model. (The first runtime's set, traces/h100x2_v1, and the 2x H200 set are in git
-history since session 8; session 3's 2x H100 set, traces/h100x2, since session 9: restore it with
-`git checkout d4a0660 -- traces/h100x2`.) The second is session 9's: 4 GPUs of two other 4x H100 hosts, never seen by
-a profile, forecast from the first.
+The first set is session 8's: the `x2` plan (scripts/gpu/executor_matrix.py) with the current executor on a 4x H100
+host, 41 runs (n=2 on two GPUs at both trace levels; n=3/4 on 3/4 of its GPUs, one stage per GPU, despite the set's
+name; the headline variants). Its runs were recorded after session 8's model changes were designed on the H200
+sets, so they are the out-of-sample check of that model. (The first runtime's set, traces/h100x2_v1, and the 2x H200
+set are in git history since session 8; session 3's 2x H100 set, traces/h100x2, since session 9: restore it with
+`git checkout d4a0660 -- traces/h100x2`; 4x H200's 2-GPU set since session 11: `git checkout 12bde2d --
+traces/h200x4_2gpu`.) Later sets: 4 GPUs of other H100 hosts (sessions 9-10), the sub-1B repeats (sessions 10-11),
+stages sharing a GPU (session 11), each forecast from or validated with the first.
 """
 import json
 from pathlib import Path
