@@ -3,8 +3,8 @@
 A full trace synchronises the stream at every recorded event, which changes how two processes time-slice one GPU:
 on 2x H100 (session 11) the full traces of n=3/4 on two GPUs gave kappa 0.56-0.58 per further stage, and the same
 configurations run uninstrumented needed 0.32-0.55, more for longer forwards (qwen3-4b n=4: 0.32 at 1.4 ms,
-llama-3.1-8b n=3: 0.55 at 2.6 ms). So the full traces cannot give it; the uninstrumented runs can, only as a whole (a cycle-level
-trace has no per-stage times). For each such configuration this finds, with every other term of the profile fixed,
+llama-3.1-8b n=3: 0.55 at 2.6 ms). So the full traces cannot give it; the uninstrumented runs can, only as a whole
+(a cycle-level trace has no per-stage times). For each such configuration this finds, with every other term of the profile fixed,
 the c (1/ms) for which kappa = c x T (T: a forward's time alone) makes the simulator's tokens/s match the
 measured mean, and keeps the median of those c per method (``StageModel.untraced_kappa_per_ms_by_method``).
 """
