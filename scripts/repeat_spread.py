@@ -49,8 +49,7 @@ def main(argv: list[str]) -> int:
         spread = fast.tokens_per_s / slow.tokens_per_s - 1
         if spread > 0.03 and mean > 0:
             shares.append(med / mean)
-        name = fast.label + (f" split {'/'.join(map(str, fast.split))}" if fast.method != "ar" else "")
-        print(f"| {name} | {len(rs)} | {fast.tokens_per_s:.1f} / {slow.tokens_per_s:.1f} (+{100 * spread:.1f}%) | "
+        print(f"| {fast.label} | {len(rs)} | {fast.tokens_per_s:.1f} / {slow.tokens_per_s:.1f} (+{100 * spread:.1f}%) | "
               f"{100 * med:+.1f}% | {100 * mean:+.1f}% |")
     if shares:
         print(f"\nconfigurations spread by more than 3%: the median cycle carries {100 * np.median(shares):.0f}% of the "

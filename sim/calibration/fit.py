@@ -225,6 +225,7 @@ def fit_by_method(pipe: list[RunMeasurement], stage: StageModel) -> dict[str, Me
     waits in a posted NCCL receive while stage 1 computes and sends, SPD's controller runs the draft:
     the same link costs differ by several x (docs/perf-notes.md), so a pooled value fits neither."""
     out: dict[str, MethodTerms] = {}
+    solo = rank0_cost_runs(pipe)
     for method in sorted({r.method for r in pipe}):
         rs = [r for r in pipe if r.method == method]
         hops, _ = _link_dists(rs, net=True)
@@ -236,7 +237,7 @@ def fit_by_method(pipe: list[RunMeasurement], stage: StageModel) -> dict[str, Me
         # rank 0's own costs, its receives of the stages' outputs and the stages' late start: from the runs with a
         # device per stage where there are any (``rank0_cost_runs``); a report over a link type that only shared
         # runs have (same_device between two stages) from those
-        costed = [r for r in rank0_cost_runs(pipe) if r.method == method] or rs
+        costed = [r for r in solo if r.method == method] or rs
         starts = [x for r in costed for x in r.stage_start_ms]
         reports = {}
         for lt in LINK_TYPES:
@@ -354,11 +355,12 @@ def fit_profile(runs: list[RunMeasurement], notes: list[str] | None = None) -> P
     draft_y: dict[str, list] = defaultdict(list)
     draft_ratios = []
     costed = rank0_cost_runs(pipe)
+    costed_ids = {id(r) for r in costed}
     solo_sources = {draft_fit_key(r.draft_source, r.shape.name) for r in costed if r.draft and r.draft_source}
     for r in pipe:
         c0 = _rank0_contention(stage, r)
         f = _cost_features(r)
-        if r not in costed:  # its draft only where no run of the source had a device per stage
+        if id(r) not in costed_ids:  # its draft only where no run of the source had a device per stage
             if r.draft and r.draft_source and draft_fit_key(r.draft_source, r.shape.name) not in solo_sources:
                 _add_draft_points(r, c0, draft_f, draft_y, draft_ratios)
             continue

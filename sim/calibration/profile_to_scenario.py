@@ -30,6 +30,7 @@ from ..scenario import Acceptance, Latency, MethodSpec, Scenario, balanced_split
 from .extract import ModelShape, link_type_of
 from .fit import shape_lookup
 from .profile import PER_RANK, DeviceShare, Dist, Profile, StageModel, resolve_draft_source, same_dims_key
+from .untraced_contention import METHODS as CONCURRENT_STAGE_METHODS
 
 SPREADS = ("lognormal", "empirical", "constant")
 PIPELINE_METHODS = ("ar_pipeline", "spd", "ppsd", "spd_speculative")
@@ -106,7 +107,7 @@ def _contention_notes(st: StageModel, method: str, shape: ModelShape, split: tup
     """What a prediction with stages sharing a device rests on: nothing (the profile saw no shared device), the
     full traces' kappa (which over-states an uninstrumented run's contention), or the uninstrumented c x T,
     extrapolated where a forward is outside the range it was fitted on."""
-    if method not in ("spd", "ppsd") or not any(d.stages > 1 for d in share[1:]):
+    if method not in CONCURRENT_STAGE_METHODS or not any(d.stages > 1 for d in share[1:]):
         return []
     if untraced and method in st.untraced_kappa_per_ms_by_method:
         c = st.untraced_kappa_per_ms_by_method[method]

@@ -101,11 +101,10 @@ def _bounded(args, runs, preds, conf: dict) -> tuple[str, dict]:
     if args.uninstrumented:
         kept = [(r, p) for r, p in zip(runs, preds) if r.trace_level == "cycle"]
         runs, preds = [r for r, _ in kept], [p for _, p in kept]
-        conf = configuration_errors(runs, preds, min_runs=args.min_repeats)
-    elif args.min_repeats > 1:
+    if not args.per_configuration:
+        return ("every uninstrumented run" if args.uninstrumented else "every run"), error_summary(preds)
+    if args.uninstrumented or args.min_repeats > 1:  # else ``conf``, over every run, is the one to bound
         conf = configuration_errors(runs, preds, min_runs=args.min_repeats)
     level = " of the uninstrumented runs" if args.uninstrumented else ""
-    if args.per_configuration:
-        times = f", those measured {args.min_repeats} times or more" if args.min_repeats > 1 else ""
-        return f"each configuration's mean{level}{times}", conf
-    return ("every uninstrumented run" if args.uninstrumented else "every run"), error_summary(preds)
+    times = f", those measured {args.min_repeats} times or more" if args.min_repeats > 1 else ""
+    return f"each configuration's mean{level}{times}", conf
