@@ -58,7 +58,7 @@ def run(args) -> int:
     if args.min_repeats < 1 or (args.min_repeats > 1 and not args.per_configuration):
         raise InputError(f"--min-repeats: a count >= 1 that goes with --per-configuration, got {args.min_repeats}")
     from ..calibration.inputs import load_runs
-    from ..calibration.profile import load_profile, local_environment
+    from ..calibration.profile import load_profile
     from ..calibration.report import configuration_table, table, write_report
     from ..calibration.validate import (configuration_errors, configuration_errors_line, repeat_spread,
                                         repeat_spread_line, validate_runs)
@@ -90,7 +90,6 @@ def run(args) -> int:
         sys.stderr.write(f"spd validate: error bound exceeded ({what}): max |relative error| "
                          f"{bounded['max_abs_rel_error']:.3f} > --max-error {args.max_error}\n")
         return 1
-    _ = local_environment
     return 0
 
 
